@@ -1,0 +1,112 @@
+import { envSchema } from './config.schema.js';
+
+export interface EncryptionKey {
+  id: string;
+  key: Buffer;
+}
+
+/** The validated, typed configuration injected everywhere (no process.env outside this folder). */
+export interface AppConfig {
+  env: 'development' | 'production' | 'test';
+  http: { host: string; port: number; bodyLimitBytes: number };
+  log: { level: string; pretty: boolean };
+  database: { url: string; poolSize: number };
+  redis: { url: string; queuePrefix: string };
+  adminToken: string;
+  encryption: { keys: EncryptionKey[]; activeKeyId: string };
+  repositories: { allowInsecureUrls: boolean };
+  sync: {
+    workspaceDir: string;
+    workspaceMaxBytes: number;
+    gitTimeoutMs: number;
+    concurrency: number;
+    tenantConcurrency: number;
+    maxAttempts: number;
+    backoffMs: number;
+    reconcileIntervalMs: number;
+  };
+}
+
+export const APP_CONFIG = Symbol('APP_CONFIG');
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+function parseEncryptionKeys(raw: string): EncryptionKey[] {
+  const keys: EncryptionKey[] = [];
+  for (const part of raw
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
+    const sep = part.indexOf(':');
+    if (sep <= 0) throw new ConfigError([`ENCRYPTION_KEYS: entry must look like keyId:base64key`]);
+    const id = part.slice(0, sep);
+    const key = Buffer.from(part.slice(sep + 1), 'base64');
+    if (!/^[A-Za-z0-9_-]{1,32}$/.test(id)) {
+      throw new ConfigError([`ENCRYPTION_KEYS: key id "${id}" must be 1-32 letters, digits, - or _`]);
+    }
+    if (key.length !== 32) {
+      throw new ConfigError([
+        `ENCRYPTION_KEYS: key "${id}" must be 32 bytes encoded in base64 (generate with: openssl rand -base64 32)`,
+      ]);
+    }
+    keys.push({ id, key });
+  }
+  if (keys.length === 0) throw new ConfigError(['ENCRYPTION_KEYS: at least one key is required']);
+  return keys;
+}
+
+/** Validates the environment; throws ConfigError naming every bad variable. */
+export function loadConfig(source: Record<string, string | undefined>): AppConfig {
+  // Empty strings count as unset so that `FOO=` in a .env file falls back to the default.
+  const cleaned = Object.fromEntries(Object.entries(source).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = envSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => {
+        const name = issue.path.join('.') || '(environment)';
+        const message =
+          issue.code === 'invalid_type' && cleaned[name] === undefined ? 'is required' : issue.message;
+        return `${name}: ${message}`;
+      }),
+    );
+  }
+  const e = parsed.data;
+  const keys = parseEncryptionKeys(e.ENCRYPTION_KEYS);
+  const activeKeyId = e.ENCRYPTION_ACTIVE_KEY_ID ?? keys[keys.length - 1]!.id;
+  if (!keys.some((k) => k.id === activeKeyId)) {
+    throw new ConfigError([
+      `ENCRYPTION_ACTIVE_KEY_ID: "${activeKeyId}" is not one of the ENCRYPTION_KEYS ids`,
+    ]);
+  }
+  return {
+    env: e.NODE_ENV,
+    http: { host: e.HOST, port: e.PORT, bodyLimitBytes: e.BODY_LIMIT_BYTES },
+    log: { level: e.LOG_LEVEL, pretty: e.LOG_PRETTY },
+    database: { url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE },
+    redis: { url: e.REDIS_URL, queuePrefix: e.QUEUE_PREFIX },
+    adminToken: e.ADMIN_TOKEN,
+    encryption: { keys, activeKeyId },
+    repositories: { allowInsecureUrls: e.ALLOW_INSECURE_REPOSITORY_URLS },
+    sync: {
+      workspaceDir: e.WORKSPACE_DIR,
+      workspaceMaxBytes: e.WORKSPACE_MAX_BYTES,
+      gitTimeoutMs: e.GIT_TIMEOUT_MS,
+      concurrency: e.SYNC_CONCURRENCY,
+      tenantConcurrency: e.SYNC_TENANT_CONCURRENCY,
+      maxAttempts: e.SYNC_MAX_ATTEMPTS,
+      backoffMs: e.SYNC_BACKOFF_MS,
+      reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
+    },
+  };
+}
+
+/** Reads `.env` (if present) and the process environment. */
+export async function loadConfigFromProcess(): Promise<AppConfig> {
+  await import('dotenv/config');
+  return loadConfig(process.env);
+}

@@ -1,0 +1,49 @@
+import { z } from 'zod';
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+/** Every setting of the service, read from the environment once at start-up. */
+export const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  PORT: int(0, 65535).default(3000),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_PRETTY: bool.default(false),
+
+  DATABASE_URL: z
+    .string()
+    .url()
+    .refine((v) => /^postgres(ql)?:\/\//.test(v), 'must be a postgresql:// URL'),
+  DATABASE_POOL_SIZE: int(1, 200).default(10),
+  REDIS_URL: z
+    .string()
+    .url()
+    .refine((v) => /^rediss?:\/\//.test(v), 'must be a redis:// or rediss:// URL')
+    .default('redis://127.0.0.1:6379'),
+  QUEUE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, - and _ only')
+    .default('reposync'),
+
+  ADMIN_TOKEN: z.string().min(32, 'must be at least 32 characters (generate one with: openssl rand -hex 32)'),
+  ENCRYPTION_KEYS: z.string().min(1).describe('comma-separated keyId:base64(32 bytes) pairs'),
+  ENCRYPTION_ACTIVE_KEY_ID: z.string().min(1).optional(),
+
+  ALLOW_INSECURE_REPOSITORY_URLS: bool.default(false),
+  BODY_LIMIT_BYTES: int(1024, 100 * 1024 * 1024).default(25 * 1024 * 1024),
+
+  WORKSPACE_DIR: z.string().min(1).default('.workspace'),
+  WORKSPACE_MAX_BYTES: int(1024 * 1024, Number.MAX_SAFE_INTEGER).default(20 * 1024 * 1024 * 1024),
+  GIT_TIMEOUT_MS: int(1000, 24 * 3600 * 1000).default(10 * 60 * 1000),
+  SYNC_CONCURRENCY: int(1, 256).default(4),
+  SYNC_TENANT_CONCURRENCY: int(1, 256).default(2),
+  SYNC_MAX_ATTEMPTS: int(1, 100).default(5),
+  SYNC_BACKOFF_MS: int(100, 3600 * 1000).default(5000),
+  RECONCILE_INTERVAL_MS: int(1000, 24 * 3600 * 1000).default(30_000),
+});
+
+export type Env = z.infer<typeof envSchema>;

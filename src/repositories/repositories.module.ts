@@ -1,0 +1,11 @@
+import { Module } from '@nestjs/common';
+import { RepositoriesController } from './repositories.controller.js';
+import { RepositoriesRepository } from './repositories.repository.js';
+import { RepositoriesService } from './repositories.service.js';
+
+@Module({
+  controllers: [RepositoriesController],
+  providers: [RepositoriesRepository, RepositoriesService],
+  exports: [RepositoriesService, RepositoriesRepository],
+})
+export class RepositoriesModule {}

@@ -1,0 +1,131 @@
+import { randomUUID } from 'node:crypto';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import { decodeCursor, type Page } from '../common/cursor.js';
+import { NotFound, ValidationFailed } from '../common/errors.js';
+import { SecretBox } from '../common/secret-box.js';
+import type { CreateRepositoryDto, ListRepositoriesQuery, UpdateRepositoryDto } from './repositories.dto.js';
+import { RepositoriesRepository } from './repositories.repository.js';
+import type { BranchRecord, RepositoryDetail, RepositoryRecord, SyncTrigger } from './repositories.types.js';
+import { SYNC_DISPATCHER, type SyncDispatcher } from './sync-dispatcher.js';
+import {
+  checkBranchName,
+  locateByName,
+  parseRepositoryUrl,
+  type RepositoryLocation,
+} from './repository-url.js';
+
+/** Encryption context of a repository's own access token (binds the ciphertext to its row). */
+export const repositoryTokenContext = (repositoryId: string) => `repository:${repositoryId}:access-token`;
+
+@Injectable()
+export class RepositoriesService {
+  private readonly logger = new Logger(RepositoriesService.name);
+
+  constructor(
+    private readonly repositories: RepositoriesRepository,
+    private readonly secrets: SecretBox,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @Inject(SYNC_DISPATCHER) private readonly dispatcher: SyncDispatcher,
+  ) {}
+
+  private locate(input: CreateRepositoryDto): RepositoryLocation {
+    const policy = { allowInsecure: this.config.repositories.allowInsecureUrls };
+    if (input.url !== undefined) {
+      if (input.owner !== undefined || input.name !== undefined) {
+        throw ValidationFailed.field('url', 'give either url, or provider + owner + name, not both');
+      }
+      return parseRepositoryUrl(input.url, policy, input.provider);
+    }
+    if (input.provider !== 'GITHUB' && input.provider !== 'GITLAB') {
+      throw ValidationFailed.field(
+        'provider',
+        'must be GITHUB or GITLAB when the repository is given by owner and name',
+      );
+    }
+    return locateByName(input.provider, input.owner!, input.name!, input.host, policy);
+  }
+
+  async create(tenantId: string, input: CreateRepositoryDto): Promise<RepositoryDetail> {
+    const location = this.locate(input);
+    input.branches?.forEach((b, i) => checkBranchName(b, `branches.${i}`));
+    const id = randomUUID();
+    const repository = await this.repositories.create(
+      tenantId,
+      {
+        id,
+        ...location,
+        projectId: input.projectId ?? null,
+        connectionId: input.connectionId ?? null,
+        trackDefaultBranch: !input.branches?.length,
+        syncStrategy: input.syncStrategy ?? 'AUTO',
+        accessTokenEncrypted: input.accessToken
+          ? this.secrets.encrypt(input.accessToken, repositoryTokenContext(id))
+          : null,
+      },
+      input.branches ?? [],
+    );
+    this.logger.log({ tenantId, repositoryId: id, host: location.host }, 'repository added');
+    await this.dispatcher.onboard(tenantId, id);
+    return (await this.repositories.get(tenantId, id)) ?? repository;
+  }
+
+  async list(tenantId: string, query: ListRepositoriesQuery): Promise<Page<RepositoryRecord>> {
+    const cursor = query.cursor ? decodeCursor(query.cursor) : null;
+    return this.repositories.list(
+      tenantId,
+      { status: query.status, provider: query.provider, projectId: query.projectId, q: query.q },
+      cursor,
+      query.limit ?? 20,
+    );
+  }
+
+  async get(tenantId: string, id: string): Promise<RepositoryDetail> {
+    const repository = await this.repositories.get(tenantId, id);
+    if (!repository) throw new NotFound('Repository', id);
+    return repository;
+  }
+
+  async update(tenantId: string, id: string, patch: UpdateRepositoryDto): Promise<RepositoryDetail> {
+    if (patch.branches) {
+      if (patch.branches.length === 0) {
+        throw ValidationFailed.field(
+          'branches',
+          'must list at least one branch, or be null to follow the default branch',
+        );
+      }
+      patch.branches.forEach((b, i) => checkBranchName(b, `branches.${i}`));
+    }
+    const updated = await this.repositories.update(tenantId, id, patch);
+    if (!updated) throw new NotFound('Repository', id);
+    if (patch.branches !== undefined) await this.dispatcher.onboard(tenantId, id);
+    return updated;
+  }
+
+  async delete(tenantId: string, id: string): Promise<void> {
+    const deleted = await this.repositories.delete(tenantId, id);
+    if (!deleted) throw new NotFound('Repository', id);
+    await this.dispatcher.forget(tenantId, id);
+    this.logger.log({ tenantId, repositoryId: id }, 'repository deleted');
+  }
+
+  /** Records that a sync is wanted and hands the owed branches to the dispatcher. */
+  async requestSync(
+    tenantId: string,
+    id: string,
+    trigger: SyncTrigger,
+    branchName?: string,
+  ): Promise<BranchRecord[]> {
+    const repository = await this.get(tenantId, id);
+    if (branchName !== undefined && !repository.branches.some((b) => b.name === branchName && !b.deletedAt)) {
+      throw new NotFound('Branch', `${branchName} of repository ${id}`);
+    }
+    const branches = await this.repositories.markSyncRequested(tenantId, id, trigger, branchName);
+    if (repository.trackDefaultBranch && branchName === undefined) {
+      // The default branch may have been renamed or is not known yet: resolve it first.
+      await this.dispatcher.onboard(tenantId, id);
+    }
+    await this.dispatcher.dispatch(tenantId, id, branches);
+    return branches;
+  }
+}

@@ -1,0 +1,417 @@
+/**
+ * The sync engine's git steps over a bare, blobless partial clone.
+ *
+ * Layout of a git dir (inside a workspace, see WorkspaceCache):
+ *   <gitDir>/                                bare repository, `extensions.partialClone = origin`
+ *     config                                 remote.origin.url (never with credentials), promisor settings,
+ *                                            one `+refs/heads/<b>:refs/remotes/origin/<b>` fetch refspec
+ *                                            per tracked branch, so branches share objects
+ *     refs/remotes/origin/<branch>           fetched head of each tracked branch (full history, no blobs)
+ *     refs/reposync/snapshots/<key>          commit last checked out into one snapshot dir (keeps it from gc)
+ *     reposync/index/<key>                   index file of that snapshot dir (GIT_INDEX_FILE)
+ *     info/attributes                        disables eol/filter/ident conversion so snapshots equal the tree
+ *     .reposync-ready                        completion marker (WorkspaceCache contract)
+ * A snapshot dir holds exactly the files of one commit and no `.git`; blobs are fetched lazily (in one
+ * batch per checkout) from the promisor remote, which is why checkouts take credentials too.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { markReady } from '../workspace/workspace-cache.js';
+import { GitCommandFailedError, GitInvalidArgumentError, GitRefNotFoundError } from './git-errors.js';
+import type { GitCredentials, GitRunner, GitRunOptions } from './git-runner.js';
+
+export interface GitMirrorTimeouts {
+  /** `ls-remote` (one round trip). */
+  lsRemoteMs: number;
+  /** A whole initial clone. */
+  cloneMs: number;
+  /** An incremental fetch of one branch. */
+  fetchMs: number;
+  /** Checking out a snapshot, including the lazy blob download. */
+  checkoutMs: number;
+  /** Local commands (rev-parse, merge-base, config...). */
+  localMs: number;
+}
+
+export interface GitMirrorOptions {
+  runner: GitRunner;
+  /** Per-step time budgets; unset ones use the runner's default. */
+  timeouts?: Partial<GitMirrorTimeouts>;
+  log?: (msg: string, fields?: object) => void;
+}
+
+export interface RemoteHeads {
+  /** Target of the remote HEAD symref (e.g. `refs/heads/main`), null when the remote does not say. */
+  headSymref: string | null;
+  /** Default branch name derived from headSymref (e.g. `main`). */
+  defaultBranch: string | null;
+  /** Branch name (without `refs/heads/`) to commit SHA. */
+  branches: Map<string, string>;
+}
+
+export interface FetchResult {
+  /** Commit the branch points to after the fetch. */
+  sha: string;
+  /** Size of the packs received (0 when already up to date). */
+  bytesFetched: number;
+}
+
+// Snapshots must be byte-exact copies of the tree: highest-precedence attributes switch off every
+// checkout conversion a repository's own .gitattributes could ask for (eol, smudge filters, $Id$...).
+const EXACT_CHECKOUT_ATTRIBUTES = '* -text -eol -ident -filter -working-tree-encoding\n';
+const OBJECT_ID_PATTERN = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
+
+/** Git operations of the sync engine: ls-remote, partial clone, single-branch fetch, snapshot checkout. */
+export class GitMirror {
+  private readonly runner: GitRunner;
+  private readonly timeouts: Partial<GitMirrorTimeouts>;
+  private readonly log: (msg: string, fields?: object) => void;
+
+  constructor(options: GitMirrorOptions) {
+    this.runner = options.runner;
+    this.timeouts = options.timeouts ?? {};
+    this.log = options.log ?? (() => undefined);
+  }
+
+  /** Lists the remote's branches and where its HEAD points (empty map for an empty repository). */
+  async lsRemote(url: string, credentials?: GitCredentials): Promise<RemoteHeads> {
+    assertSafeUrl(url);
+    const { stdout } = await this.runner.run(['ls-remote', '--symref', url, 'HEAD', 'refs/heads/*'], {
+      credentials,
+      timeoutMs: this.timeouts.lsRemoteMs,
+    });
+    return parseLsRemote(stdout);
+  }
+
+  /**
+   * Creates a fresh blobless bare clone of one branch (full history) in `gitDir`, replacing whatever
+   * was there, and marks it ready. The stored remote URL carries no credentials.
+   */
+  async clone(
+    url: string,
+    gitDir: string,
+    branch: string,
+    credentials?: GitCredentials,
+  ): Promise<FetchResult> {
+    assertSafeUrl(url);
+    assertBranchName(branch);
+    await rm(gitDir, { recursive: true, force: true });
+    await mkdir(gitDir, { recursive: true });
+    const local = this.localOptions();
+    // No template: no sample hooks or description file, just the repository.
+    await this.runner.run(['init', '--quiet', '--bare', '--template=', gitDir], local);
+    for (const [key, value] of [
+      // extensions.* need repository format version 1; together they make origin a promisor remote
+      // from which missing blobs are fetched on demand.
+      ['core.repositoryformatversion', '1'],
+      ['extensions.partialClone', 'origin'],
+      ['remote.origin.url', url],
+      ['remote.origin.promisor', 'true'],
+      ['remote.origin.partialclonefilter', 'blob:none'],
+    ] as const) {
+      await this.runner.run(['--git-dir', gitDir, 'config', key, value], local);
+    }
+    await writeExactCheckoutAttributes(gitDir);
+    const result = await this.fetchBranch(gitDir, branch, credentials, this.timeouts.cloneMs);
+    await markReady(gitDir);
+    return result;
+  }
+
+  /** Fetches one branch into an existing clone (force-pushes included) and reports the bytes received. */
+  async fetch(
+    gitDir: string,
+    url: string,
+    branch: string,
+    credentials?: GitCredentials,
+  ): Promise<FetchResult> {
+    assertSafeUrl(url);
+    assertBranchName(branch);
+    const local = this.localOptions();
+    const current = await this.configValues(gitDir, 'remote.origin.url');
+    // The repository may have been renamed or moved on the host since the clone.
+    if (current[0] !== url) {
+      await this.runner.run(['--git-dir', gitDir, 'config', 'remote.origin.url', url], local);
+    }
+    return this.fetchBranch(gitDir, branch, credentials, this.timeouts.fetchMs);
+  }
+
+  /**
+   * Makes `snapshotDir` exactly the tree of `sha` (tracked files only, no `.git`, untracked files
+   * removed) and counts the paths that changed since the commit this dir held before (0 the first time).
+   */
+  async checkoutSnapshot(
+    gitDir: string,
+    snapshotDir: string,
+    sha: string,
+    credentials?: GitCredentials,
+  ): Promise<{ filesChanged: number }> {
+    assertObjectId(sha);
+    const key = createHash('sha256').update(resolve(snapshotDir)).digest('hex').slice(0, 16);
+    const indexDir = join(gitDir, 'reposync', 'index');
+    const snapshotRef = `refs/reposync/snapshots/${key}`;
+    await mkdir(indexDir, { recursive: true });
+    await mkdir(snapshotDir, { recursive: true });
+    // Written on every checkout so clones made before this rule existed get it too.
+    await writeExactCheckoutAttributes(gitDir);
+
+    const previous = await this.resolveOptional(gitDir, snapshotRef);
+    const worktree: GitRunOptions = {
+      credentials,
+      timeoutMs: this.timeouts.checkoutMs,
+      env: { GIT_INDEX_FILE: join(indexDir, key) },
+    };
+    const worktreeArgs = [
+      '--git-dir',
+      gitDir,
+      '--work-tree',
+      snapshotDir,
+      '-c',
+      'core.bare=false',
+      '-c',
+      'core.symlinks=true',
+      '-c',
+      'core.autocrlf=false',
+      '-c',
+      'checkout.workers=0',
+    ];
+    // --reset -u: a one-way merge to `sha` that also restores tracked files someone changed or deleted
+    // in the snapshot and overwrites untracked files in the way (the index alone is not trusted).
+    await this.runner.run([...worktreeArgs, 'read-tree', '--reset', '-u', sha], worktree);
+    // Then everything the index does not know goes, ignored files included.
+    await this.runner.run([...worktreeArgs, 'clean', '-ffdxq'], worktree);
+
+    let filesChanged = 0;
+    if (previous !== null && previous !== sha) {
+      const { stdout } = await this.runner.run(
+        ['--git-dir', gitDir, 'diff-tree', '-r', '-z', '--no-renames', '--name-only', previous, sha],
+        this.localOptions({ maxOutputBytes: 256 * 1024 * 1024 }),
+      );
+      filesChanged = stdout.split('\0').filter((path) => path.length > 0).length;
+    }
+    await this.runner.run(['--git-dir', gitDir, 'update-ref', snapshotRef, sha], this.localOptions());
+    return { filesChanged };
+  }
+
+  /** Commit SHA that a revision (SHA or ref, e.g. `refs/remotes/origin/<b>`) names; throws if none. */
+  async revParse(gitDir: string, rev: string): Promise<string> {
+    const sha = await this.resolveOptional(gitDir, rev);
+    if (sha === null) throw new GitRefNotFoundError(`git rev-parse: revision ${rev} not found`);
+    return sha;
+  }
+
+  /** Whether commit `a` is an ancestor of (or equal to) `b`: false means `b` is not a fast-forward of `a`. */
+  async isAncestor(gitDir: string, a: string, b: string, credentials?: GitCredentials): Promise<boolean> {
+    assertRevision(a);
+    assertRevision(b);
+    try {
+      await this.runner.run(['--git-dir', gitDir, 'merge-base', '--is-ancestor', a, b], {
+        ...this.localOptions(),
+        // A commit missing from the clone is fetched from the promisor remote.
+        credentials,
+      });
+      return true;
+    } catch (error) {
+      if (error instanceof GitCommandFailedError && error.exitCode === 1) return false;
+      // `a` unknown here and on the remote (force-pushed away and collected): it cannot be an ancestor.
+      // (Auth and network failures of that lazy fetch are classified differently and propagate.)
+      if (error instanceof GitCommandFailedError && error.stderr.includes(`Not a valid commit name ${a}`)) {
+        return false;
+      }
+      throw error;
+    }
+  }
+
+  /** Tree id of a commit (what tree verification compares against). */
+  async treeId(gitDir: string, sha: string): Promise<string> {
+    assertRevision(sha);
+    const { stdout } = await this.runner.run(
+      ['--git-dir', gitDir, 'rev-parse', '--verify', `${sha}^{tree}`],
+      this.localOptions(),
+    );
+    return stdout.trim();
+  }
+
+  private async fetchBranch(
+    gitDir: string,
+    branch: string,
+    credentials: GitCredentials | undefined,
+    timeoutMs: number | undefined,
+  ): Promise<FetchResult> {
+    const refspec = `+refs/heads/${branch}:refs/remotes/origin/${branch}`;
+    const refspecs = await this.configValues(gitDir, 'remote.origin.fetch');
+    if (!refspecs.includes(refspec)) {
+      await this.runner.run(
+        ['--git-dir', gitDir, 'config', '--add', 'remote.origin.fetch', refspec],
+        this.localOptions(),
+      );
+    }
+    const packsBefore = await packSizes(gitDir);
+    await this.runner.run(
+      [
+        '--git-dir',
+        gitDir,
+        // Keep every received pack as a pack (no exploding into loose objects) so its size is what
+        // came over the wire; gc runs separately below so it cannot repack while we measure.
+        '-c',
+        'fetch.unpackLimit=1',
+        'fetch',
+        '--quiet',
+        '--filter=blob:none',
+        '--no-tags',
+        '--no-write-fetch-head',
+        '--no-auto-maintenance',
+        'origin',
+        refspec,
+      ],
+      { credentials, timeoutMs },
+    );
+    const packsAfter = await packSizes(gitDir);
+    let bytesFetched = 0;
+    for (const [name, size] of packsAfter) if (!packsBefore.has(name)) bytesFetched += size;
+    const sha = await this.revParse(gitDir, `refs/remotes/origin/${branch}`);
+    await this.collectGarbage(gitDir);
+    return { sha, bytesFetched };
+  }
+
+  /** Repacks when git thinks it is due; a failure only costs disk space, so it is logged, not thrown. */
+  private async collectGarbage(gitDir: string): Promise<void> {
+    try {
+      await this.runner.run(['--git-dir', gitDir, 'gc', '--auto', '--quiet'], {
+        timeoutMs: this.timeouts.fetchMs,
+      });
+    } catch (error) {
+      this.log('git gc --auto failed', {
+        gitDir,
+        error: error instanceof Error ? error.message : String(error),
+      });
+    }
+  }
+
+  private async resolveOptional(gitDir: string, rev: string): Promise<string | null> {
+    assertRevision(rev);
+    try {
+      const { stdout } = await this.runner.run(
+        ['--git-dir', gitDir, 'rev-parse', '--verify', '--quiet', `${rev}^{commit}`],
+        this.localOptions(),
+      );
+      return stdout.trim() || null;
+    } catch (error) {
+      if (error instanceof GitCommandFailedError && error.exitCode === 1) return null;
+      throw error;
+    }
+  }
+
+  private async configValues(gitDir: string, key: string): Promise<string[]> {
+    try {
+      const { stdout } = await this.runner.run(
+        ['--git-dir', gitDir, 'config', '--get-all', key],
+        this.localOptions(),
+      );
+      return stdout.split('\n').filter((line) => line.length > 0);
+    } catch (error) {
+      // Exit code 1: the key is not set.
+      if (error instanceof GitCommandFailedError && error.exitCode === 1) return [];
+      throw error;
+    }
+  }
+
+  private localOptions(extra: GitRunOptions = {}): GitRunOptions {
+    return { timeoutMs: this.timeouts.localMs, ...extra };
+  }
+}
+
+/** Parses `git ls-remote --symref <url> HEAD refs/heads/*` output. */
+export function parseLsRemote(stdout: string): RemoteHeads {
+  let headSymref: string | null = null;
+  const branches = new Map<string, string>();
+  for (const line of stdout.split('\n')) {
+    const tab = line.indexOf('\t');
+    if (tab < 0) continue;
+    const left = line.slice(0, tab);
+    const ref = line.slice(tab + 1);
+    if (left.startsWith('ref: ')) {
+      if (ref === 'HEAD') headSymref = left.slice('ref: '.length);
+    } else if (ref.startsWith('refs/heads/') && OBJECT_ID_PATTERN.test(left)) {
+      branches.set(ref.slice('refs/heads/'.length), left);
+    }
+  }
+  const defaultBranch = headSymref?.startsWith('refs/heads/') ? headSymref.slice('refs/heads/'.length) : null;
+  return { headSymref, defaultBranch, branches };
+}
+
+/** Throws unless `branch` is a branch name git would accept (and that cannot smuggle in a refspec). */
+export function assertBranchName(branch: string): void {
+  const problems =
+    branch.length === 0 ||
+    branch.length > 255 ||
+    branch === '@' ||
+    branch.startsWith('-') ||
+    branch.startsWith('/') ||
+    branch.endsWith('/') ||
+    branch.endsWith('.') ||
+    branch.includes('..') ||
+    branch.includes('//') ||
+    branch.includes('@{') ||
+    // Control characters, space and the characters git reserves for revision and refspec syntax.
+    // eslint-disable-next-line no-control-regex
+    /[\x00-\x20\x7f~^:?*[\\]/.test(branch) ||
+    branch.split('/').some((part) => part.startsWith('.') || part.endsWith('.lock'));
+  if (problems) throw new GitInvalidArgumentError(`invalid branch name ${JSON.stringify(branch)}`);
+}
+
+/** Throws unless `url` is a remote URL without embedded credentials (they travel via askpass only). */
+export function assertSafeUrl(url: string): void {
+  if (url.length === 0 || url.startsWith('-') || /[\s\0]/.test(url)) {
+    throw new GitInvalidArgumentError('invalid remote URL');
+  }
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new GitInvalidArgumentError('invalid remote URL');
+    }
+    const isHttp = parsed.protocol === 'http:' || parsed.protocol === 'https:';
+    if (parsed.password !== '' || (isHttp && parsed.username !== '')) {
+      throw new GitInvalidArgumentError('remote URL must not contain credentials; pass them separately');
+    }
+  }
+}
+
+function assertObjectId(sha: string): void {
+  if (!OBJECT_ID_PATTERN.test(sha))
+    throw new GitInvalidArgumentError(`not a full commit SHA: ${JSON.stringify(sha)}`);
+}
+
+function assertRevision(rev: string): void {
+  // A leading dash would be read as an option.
+  if (rev.length === 0 || rev.startsWith('-') || /[\s\0]/.test(rev)) {
+    throw new GitInvalidArgumentError(`invalid revision ${JSON.stringify(rev)}`);
+  }
+}
+
+async function writeExactCheckoutAttributes(gitDir: string): Promise<void> {
+  await mkdir(join(gitDir, 'info'), { recursive: true });
+  await writeFile(join(gitDir, 'info', 'attributes'), EXACT_CHECKOUT_ATTRIBUTES);
+}
+
+/** Sizes of the `.pack` files of a git dir by name. */
+async function packSizes(gitDir: string): Promise<Map<string, number>> {
+  const dir = join(gitDir, 'objects', 'pack');
+  const sizes = new Map<string, number>();
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (error) {
+    if (typeof error === 'object' && error !== null && 'code' in error && error.code === 'ENOENT')
+      return sizes;
+    throw error;
+  }
+  for (const name of names) {
+    if (!name.endsWith('.pack')) continue;
+    const info = await stat(join(dir, name)).catch(() => null);
+    if (info) sizes.set(name, info.size);
+  }
+  return sizes;
+}

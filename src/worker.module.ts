@@ -1,0 +1,27 @@
+import { type DynamicModule, Module } from '@nestjs/common';
+import { LoggerModule } from 'nestjs-pino';
+import type { AppConfig } from './config/app-config.js';
+import { ConfigModule } from './config/config.module.js';
+import { CryptoModule } from './common/crypto.module.js';
+import { pinoOptions } from './common/logging.js';
+import { DatabaseModule } from './database/database.module.js';
+import { RedisModule } from './redis/redis.module.js';
+import { SyncQueueModule } from './sync/queue/sync-queue.module.js';
+
+/** The worker process: consumes sync jobs and runs the schedulers. No HTTP server. */
+@Module({})
+export class WorkerModule {
+  static forRoot(config: AppConfig): DynamicModule {
+    return {
+      module: WorkerModule,
+      imports: [
+        ConfigModule.forRoot(config),
+        LoggerModule.forRoot({ pinoHttp: pinoOptions(config, 'reposync-worker') }),
+        DatabaseModule,
+        RedisModule,
+        CryptoModule,
+        SyncQueueModule,
+      ],
+    };
+  }
+}
