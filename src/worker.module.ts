@@ -7,6 +7,9 @@ import { pinoOptions } from './common/logging.js';
 import { DatabaseModule } from './database/database.module.js';
 import { RedisModule } from './redis/redis.module.js';
 import { SyncQueueModule } from './sync/queue/sync-queue.module.js';
+import { SyncReconciler } from './sync/sync-reconciler.js';
+import { SyncStateRepository } from './sync/sync-state.repository.js';
+import { SyncWorker } from './sync/sync-worker.js';
 
 /** The worker process: consumes sync jobs and runs the schedulers. No HTTP server. */
 @Module({})
@@ -22,6 +25,7 @@ export class WorkerModule {
         CryptoModule,
         SyncQueueModule,
       ],
+      providers: [SyncStateRepository, SyncWorker, SyncReconciler],
     };
   }
 }

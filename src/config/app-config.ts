@@ -23,6 +23,8 @@ export interface AppConfig {
     tenantConcurrency: number;
     maxAttempts: number;
     backoffMs: number;
+    lockDurationMs: number;
+    stalledIntervalMs: number;
     reconcileIntervalMs: number;
   };
 }
@@ -100,6 +102,8 @@ export function loadConfig(source: Record<string, string | undefined>): AppConfi
       tenantConcurrency: e.SYNC_TENANT_CONCURRENCY,
       maxAttempts: e.SYNC_MAX_ATTEMPTS,
       backoffMs: e.SYNC_BACKOFF_MS,
+      lockDurationMs: e.SYNC_LOCK_DURATION_MS,
+      stalledIntervalMs: e.SYNC_STALLED_INTERVAL_MS,
       reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     },
   };

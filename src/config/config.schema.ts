@@ -43,6 +43,8 @@ export const envSchema = z.object({
   SYNC_TENANT_CONCURRENCY: int(1, 256).default(2),
   SYNC_MAX_ATTEMPTS: int(1, 100).default(5),
   SYNC_BACKOFF_MS: int(100, 3600 * 1000).default(5000),
+  SYNC_LOCK_DURATION_MS: int(1000, 3600 * 1000).default(30_000),
+  SYNC_STALLED_INTERVAL_MS: int(1000, 3600 * 1000).default(30_000),
   RECONCILE_INTERVAL_MS: int(1000, 24 * 3600 * 1000).default(30_000),
 });
 

@@ -252,7 +252,7 @@ export class RepositoryView {
       host: r.host,
       owner: r.owner,
       name: r.name,
-      fullName: `${r.owner}/${r.name}`,
+      fullName: r.owner ? `${r.owner}/${r.name}` : r.name,
       cloneUrl: r.cloneUrl,
       defaultBranch: r.defaultBranch,
       trackDefaultBranch: r.trackDefaultBranch,

@@ -56,13 +56,15 @@ export function checkHostAllowed(host: string, policy: UrlPolicy, field = 'url')
   }
 }
 
-function splitPath(path: string, field: string): { owner: string; name: string } {
+/** Splits `<owner>/<name>`; a plain git host may also serve `/<name>.git` (owner ''). */
+function splitPath(path: string, field: string, allowBareName = false): { owner: string; name: string } {
   const clean = path
     .replace(/^\/+/, '')
     .replace(/\/+$/, '')
     .replace(/\.git$/, '');
   const segments = clean.split('/');
-  if (segments.length < 2 || segments.some((s) => !s || !SEGMENT.test(s) || s === '.' || s === '..')) {
+  const tooShort = segments.length < (allowBareName ? 1 : 2);
+  if (tooShort || segments.some((s) => !s || !SEGMENT.test(s) || s === '.' || s === '..')) {
     throw invalid(field, 'must name a repository as <owner>/<name> (GitLab: <group>/<subgroup>/<name>)');
   }
   return { owner: segments.slice(0, -1).join('/'), name: segments[segments.length - 1]! };
@@ -91,8 +93,8 @@ export function parseRepositoryUrl(
   if (scp) {
     const host = scp[2]!.toLowerCase();
     checkHostAllowed(host, policy);
-    const { owner, name } = splitPath(scp[3]!, field);
     const provider = providerFor(host, explicitProvider);
+    const { owner, name } = splitPath(scp[3]!, field, provider === 'GIT');
     return {
       provider,
       host,
@@ -109,7 +111,7 @@ export function parseRepositoryUrl(
   const scheme = url.protocol.replace(/:$/, '');
   if (scheme === 'file') {
     if (!policy.allowInsecure) throw invalid(field, 'file:// URLs are not allowed; use https or ssh');
-    const { owner, name } = splitPath(url.pathname, field);
+    const { owner, name } = splitPath(url.pathname, field, true);
     return { provider: 'GIT', host: 'localhost', owner, name, cloneUrl: url.href };
   }
   if (scheme !== 'https' && scheme !== 'ssh' && !(scheme === 'http' && policy.allowInsecure)) {
@@ -124,8 +126,8 @@ export function parseRepositoryUrl(
   if (!hostname) throw invalid(field, 'has no host');
   checkHostAllowed(hostname, policy);
   const host = url.port ? `${hostname}:${url.port}` : hostname;
-  const { owner, name } = splitPath(decodeURIComponent(url.pathname), field);
   const provider = providerFor(hostname, explicitProvider);
+  const { owner, name } = splitPath(decodeURIComponent(url.pathname), field, provider === 'GIT');
   url.pathname = url.pathname.replace(/\/+$/, '');
   return { provider, host, ...normaliseNames(provider, owner, name), cloneUrl: url.href };
 }

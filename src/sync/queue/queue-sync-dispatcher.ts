@@ -45,12 +45,17 @@ export class QueueSyncDispatcher implements SyncDispatcher, OnModuleInit {
   }
 
   async dispatch(tenantId: string, repositoryId: string, branches: BranchRecord[]): Promise<void> {
-    for (const branch of branches) {
-      await this.add(
-        SyncJobName.SyncBranch,
-        { tenantId, repositoryId, branchId: branch.id },
-        syncBranchJobId(branch.id),
-      );
+    await this.enqueueBranches(
+      tenantId,
+      repositoryId,
+      branches.map((b) => b.id),
+    );
+  }
+
+  /** Enqueues sync jobs for branches by id (duplicates of queued or running jobs are ignored by BullMQ). */
+  async enqueueBranches(tenantId: string, repositoryId: string, branchIds: string[]): Promise<void> {
+    for (const branchId of branchIds) {
+      await this.add(SyncJobName.SyncBranch, { tenantId, repositoryId, branchId }, syncBranchJobId(branchId));
     }
   }
 

@@ -18,7 +18,7 @@ import { SYNC_QUEUE } from './sync-jobs.js';
     }),
     BullModule.registerQueue({ name: SYNC_QUEUE }),
   ],
-  providers: [{ provide: SYNC_DISPATCHER, useClass: QueueSyncDispatcher }],
-  exports: [BullModule, SYNC_DISPATCHER],
+  providers: [QueueSyncDispatcher, { provide: SYNC_DISPATCHER, useExisting: QueueSyncDispatcher }],
+  exports: [BullModule, SYNC_DISPATCHER, QueueSyncDispatcher],
 })
 export class SyncQueueModule {}

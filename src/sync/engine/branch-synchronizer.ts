@@ -1,0 +1,241 @@
+import type { GitMirror } from '../git/git-mirror.js';
+import type { GitCredentials } from '../git/git-runner.js';
+import { GitError, isRetryableGitError } from '../git/git-errors.js';
+import type { WorkspaceCache, WorkspaceLease } from '../workspace/workspace-cache.js';
+import type {
+  ClaimedBranch,
+  PhaseTimings,
+  RunOutcome,
+  SyncRepository,
+  SyncStateStore,
+} from './sync-types.js';
+
+/** Resolves the git credentials of a repository (decrypted in memory, never logged). */
+export type CredentialSource = (repository: SyncRepository) => Promise<GitCredentials | undefined>;
+/** Refuses remotes that resolve to internal addresses (SSRF), unless configured otherwise. */
+export type RemoteGuard = (cloneUrl: string) => Promise<void>;
+
+export interface SyncAttempt {
+  branchId: string;
+  /** The queue job's id: the compare-and-set key of the branch lock. */
+  jobId: string;
+  /** 1-based attempt number of this job. */
+  attempt: number;
+  /** No retry follows a failure of this attempt. */
+  lastAttempt: boolean;
+}
+
+export type SyncResult =
+  | { kind: 'gone' }
+  | { kind: 'done'; outcome: RunOutcome['status']; followUp: boolean; sha: string | null }
+  | { kind: 'failed'; followUp: boolean; retry: boolean; error: Error };
+
+/** An error the queue must not retry (bad credentials, missing repository). */
+export class PermanentSyncError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'PermanentSyncError';
+  }
+}
+
+function errorCode(e: unknown): string {
+  if (e instanceof GitError || e instanceof PermanentSyncError) return e.code;
+  return 'SYNC_ERROR';
+}
+
+/** A message for users: what went wrong and what to do, never a credential. */
+export function describeSyncError(e: unknown): string {
+  if (e instanceof GitError) {
+    switch (e.code) {
+      case 'GIT_AUTH_FAILED':
+        return 'authentication failed: the repository needs valid credentials (check the access token or connection)';
+      case 'GIT_REPOSITORY_NOT_FOUND':
+        return 'the repository was not found on the host (deleted, renamed, or not visible to these credentials)';
+      case 'GIT_TIMEOUT':
+        return `git timed out: ${e.message}`;
+      default:
+        return e.message;
+    }
+  }
+  return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * Brings one branch to its remote head: claim -> resolve -> (noop | clone | fetch) -> snapshot -> record.
+ * Every step is safe to re-run: the lock is a compare-and-set keyed by the job id, runs are rows, and the
+ * snapshot is rebuilt from the commit whatever state it was left in.
+ */
+export class BranchSynchronizer {
+  constructor(
+    private readonly store: SyncStateStore,
+    private readonly mirror: GitMirror,
+    private readonly workspaces: WorkspaceCache,
+    private readonly credentials: CredentialSource,
+    private readonly guardRemote: RemoteGuard,
+    private readonly log: (msg: string, fields?: object) => void = () => undefined,
+  ) {}
+
+  /** Runs one attempt for a branch and records its outcome. */
+  async sync(attempt: SyncAttempt): Promise<SyncResult> {
+    const branch = await this.store.claimBranch(attempt.branchId, attempt.jobId);
+    if (!branch) return { kind: 'gone' };
+    if (branch.tookOver)
+      this.log('took over a branch whose previous worker stopped', { branchId: branch.branchId });
+    const runId = await this.store.startRun(branch, attempt.attempt, attempt.jobId);
+    const timings: PhaseTimings = {};
+    const timed = async <T>(phase: string, step: () => Promise<T>): Promise<T> => {
+      const started = performance.now();
+      try {
+        return await step();
+      } finally {
+        timings[phase] = Math.round((timings[phase] ?? 0) + performance.now() - started);
+      }
+    };
+
+    try {
+      const outcome = await this.attempt(branch, timed);
+      await this.store.finishRun(runId, branch.syncedSha, outcome.run, timings);
+      if (outcome.deleted) {
+        await this.store.markBranchDeleted(branch.branchId, attempt.jobId);
+        return { kind: 'done', outcome: 'NOOP', followUp: false, sha: null };
+      }
+      const followUp = await this.store.completeBranch(
+        branch.branchId,
+        attempt.jobId,
+        outcome.sha,
+        outcome.remoteSha,
+      );
+      return { kind: 'done', outcome: outcome.run.status, followUp, sha: outcome.sha };
+    } catch (e) {
+      const permanent = e instanceof PermanentSyncError || (e instanceof GitError && !isRetryableGitError(e));
+      const final = permanent || attempt.lastAttempt;
+      const code = errorCode(e);
+      const message = describeSyncError(e);
+      await this.store.finishRun(
+        runId,
+        branch.syncedSha,
+        { status: 'FAILED', errorCode: code, error: message },
+        timings,
+      );
+      const followUp = await this.store.failBranch(branch.branchId, attempt.jobId, code, message, final);
+      this.log('sync attempt failed', { branchId: branch.branchId, code, final, attempt: attempt.attempt });
+      return {
+        kind: 'failed',
+        followUp,
+        retry: !final,
+        error: e instanceof Error ? e : new Error(String(e)),
+      };
+    }
+  }
+
+  private async attempt(
+    branch: ClaimedBranch,
+    timed: <T>(phase: string, step: () => Promise<T>) => Promise<T>,
+  ): Promise<{ run: RunOutcome; sha: string | null; remoteSha: string | null; deleted?: boolean }> {
+    const repo = branch.repository;
+    await this.guardRemote(repo.cloneUrl);
+    const credentials = await this.credentials(repo);
+    const heads = await timed('resolve', () => this.mirror.lsRemote(repo.cloneUrl, credentials));
+    if (heads.branches.size === 0) {
+      return {
+        run: { status: 'NOOP', strategyReason: 'the repository is empty', toSha: null },
+        sha: null,
+        remoteSha: null,
+      };
+    }
+    const remoteSha = heads.branches.get(branch.name);
+    if (!remoteSha) {
+      return {
+        run: {
+          status: 'NOOP',
+          strategyReason: `branch ${branch.name} no longer exists on the host`,
+          toSha: null,
+        },
+        sha: branch.syncedSha,
+        remoteSha: null,
+        deleted: true,
+      };
+    }
+
+    // The synced SHA is recorded only once the branch's snapshot is complete, so equal means nothing to do,
+    // whichever worker holds a clone.
+    if (remoteSha === branch.syncedSha) {
+      return {
+        run: { status: 'NOOP', strategyReason: 'already at the remote head', toSha: remoteSha },
+        sha: remoteSha,
+        remoteSha,
+      };
+    }
+
+    const lease = await timed('workspace', () => this.workspaces.acquire(repo.id));
+    try {
+      const snapshotDir = lease.snapshotDir(branch.name);
+      const plan = this.plan(repo, lease);
+      let fetched: { sha: string; bytesFetched: number };
+      let strategy = plan.strategy;
+      let reason = plan.reason;
+      if (plan.strategy === 'fetch') {
+        try {
+          fetched = await timed('fetch', () =>
+            this.mirror.fetch(lease.gitDir, repo.cloneUrl, branch.name, credentials),
+          );
+        } catch (e) {
+          // A broken cached clone must not fail the sync: start over from a fresh clone.
+          if (e instanceof GitError && (isRetryableGitError(e) || !isLocalCorruption(e))) throw e;
+          this.log('cached clone unusable, re-cloning', { repositoryId: repo.id, code: errorCode(e) });
+          await lease.reset();
+          strategy = 'clone';
+          reason = 'the cached clone was unusable';
+          fetched = await timed('clone', () =>
+            this.mirror.clone(repo.cloneUrl, lease.gitDir, branch.name, credentials),
+          );
+        }
+      } else {
+        if (lease.ready) await lease.reset();
+        fetched = await timed('clone', () =>
+          this.mirror.clone(repo.cloneUrl, lease.gitDir, branch.name, credentials),
+        );
+      }
+      if (branch.syncedSha && branch.syncedSha !== fetched.sha) {
+        const fastForward = await timed('history', () =>
+          this.mirror.isAncestor(lease.gitDir, branch.syncedSha!, fetched.sha, credentials),
+        );
+        if (!fastForward)
+          reason = `${reason}; force-push: ${branch.syncedSha.slice(0, 12)} is not an ancestor`;
+      }
+      const { filesChanged } = await timed('checkout', () =>
+        this.mirror.checkoutSnapshot(lease.gitDir, snapshotDir, fetched.sha, credentials),
+      );
+      return {
+        run: {
+          status: 'SUCCEEDED',
+          strategy,
+          strategyReason: reason,
+          toSha: fetched.sha,
+          bytesFetched: fetched.bytesFetched,
+          filesChanged,
+        },
+        sha: fetched.sha,
+        remoteSha: fetched.sha,
+      };
+    } finally {
+      await lease.release();
+    }
+  }
+
+  /** fetch into the cached clone when there is one; clone otherwise or when the repository forces it. */
+  private plan(repo: SyncRepository, lease: WorkspaceLease): { strategy: 'fetch' | 'clone'; reason: string } {
+    if (repo.syncStrategy === 'FULL')
+      return { strategy: 'clone', reason: 'the repository forces a full clone' };
+    if (!lease.ready) return { strategy: 'clone', reason: 'no cached clone on this worker' };
+    return { strategy: 'fetch', reason: 'cached clone present' };
+  }
+}
+
+/** Git failures that mean the local clone is damaged rather than the remote refusing us. */
+function isLocalCorruption(e: GitError): boolean {
+  return e.code === 'GIT_COMMAND_FAILED' || e.code === 'GIT_REF_NOT_FOUND';
+}

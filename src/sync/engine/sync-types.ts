@@ -1,0 +1,64 @@
+import type { Provider, SyncStrategy, SyncTrigger } from '../../repositories/repositories.types.js';
+
+/** What the engine needs to know about a branch it is syncing (read when the branch is claimed). */
+export interface ClaimedBranch {
+  branchId: string;
+  tenantId: string;
+  repositoryId: string;
+  name: string;
+  syncedSha: string | null;
+  trigger: SyncTrigger;
+  /** A previous holder of the lock died mid-sync (its run was marked ABANDONED). */
+  tookOver: boolean;
+  repository: SyncRepository;
+}
+
+export interface SyncRepository {
+  id: string;
+  tenantId: string;
+  provider: Provider;
+  cloneUrl: string;
+  syncStrategy: SyncStrategy;
+  trackDefaultBranch: boolean;
+  defaultBranch: string | null;
+  accessTokenEncrypted: string | null;
+}
+
+export type RunOutcome =
+  | {
+      status: 'SUCCEEDED';
+      strategy: string;
+      strategyReason: string;
+      toSha: string;
+      bytesFetched: number;
+      filesChanged: number;
+    }
+  | { status: 'NOOP'; strategyReason: string; toSha: string | null }
+  | { status: 'FAILED'; errorCode: string; error: string };
+
+export type PhaseTimings = Record<string, number>;
+
+/** Postgres side of the engine: claims, runs and branch state, all by compare-and-set. */
+export interface SyncStateStore {
+  /** Takes the branch for `lockedBy` (status -> SYNCING); null when the branch no longer exists. */
+  claimBranch(branchId: string, lockedBy: string): Promise<ClaimedBranch | null>;
+  startRun(branch: ClaimedBranch, attempt: number, jobId: string): Promise<string>;
+  finishRun(runId: string, fromSha: string | null, outcome: RunOutcome, timings: PhaseTimings): Promise<void>;
+  /** The branch reached `sha` (null: empty repository). Returns whether a follow-up sync is owed. */
+  completeBranch(
+    branchId: string,
+    lockedBy: string,
+    sha: string | null,
+    remoteHeadSha: string | null,
+  ): Promise<boolean>;
+  /** The attempt failed; `final` means no retry follows. Returns whether a follow-up sync is owed. */
+  failBranch(
+    branchId: string,
+    lockedBy: string,
+    code: string,
+    message: string,
+    final: boolean,
+  ): Promise<boolean>;
+  /** The branch no longer exists on the host. */
+  markBranchDeleted(branchId: string, lockedBy: string): Promise<void>;
+}

@@ -1,0 +1,316 @@
+import { Injectable } from '@nestjs/common';
+import { PrismaService } from '../database/prisma.service.js';
+import { Prisma } from '../generated/prisma/client.js';
+import type { SyncTrigger } from '../repositories/repositories.types.js';
+import type { ClaimedBranch, PhaseTimings, RunOutcome, SyncStateStore } from './engine/sync-types.js';
+
+/** Longest error message kept on a row. */
+const MAX_ERROR = 2000;
+
+/** Postgres state of syncs: every transition is one conditional statement, safe to re-run. */
+@Injectable()
+export class SyncStateRepository implements SyncStateStore {
+  constructor(private readonly prisma: PrismaService) {}
+
+  async claimBranch(branchId: string, lockedBy: string): Promise<ClaimedBranch | null> {
+    return this.prisma.$transaction(async (tx) => {
+      // Row lock: a trigger arriving now waits and then sees SYNCING (and marks the branch dirty).
+      const rows = await tx.$queryRaw<
+        { status: string; lockedBy: string | null; pendingTrigger: SyncTrigger | null }[]
+      >`
+        SELECT "status", "lockedBy", "pendingTrigger" FROM "Branch"
+        WHERE "id" = ${branchId}::uuid AND "deletedAt" IS NULL FOR UPDATE`;
+      const current = rows[0];
+      if (!current) return null;
+      // Compare-and-set: SYNCING held by another job is not ours to take.
+      if (current.status === 'SYNCING' && current.lockedBy !== lockedBy && current.lockedBy !== null) {
+        throw new Error(`branch ${branchId} is being synced by ${current.lockedBy}`);
+      }
+      const abandoned = await tx.syncRun.updateMany({
+        where: { branchId, status: 'RUNNING' },
+        data: { status: 'ABANDONED', finishedAt: new Date(), error: 'the worker stopped during this run' },
+      });
+      const branch = await tx.branch.update({
+        where: { id: branchId },
+        data: { status: 'SYNCING', lockedBy, dirty: false, pendingTrigger: null },
+        include: { repository: true },
+      });
+      await tx.repository.update({ where: { id: branch.repositoryId }, data: { status: 'SYNCING' } });
+      const r = branch.repository;
+      return {
+        branchId,
+        tenantId: branch.tenantId,
+        repositoryId: branch.repositoryId,
+        name: branch.name,
+        syncedSha: branch.syncedSha,
+        trigger: current.pendingTrigger ?? 'RECONCILE',
+        tookOver: abandoned.count > 0,
+        repository: {
+          id: r.id,
+          tenantId: r.tenantId,
+          provider: r.provider,
+          cloneUrl: r.cloneUrl,
+          syncStrategy: r.syncStrategy,
+          trackDefaultBranch: r.trackDefaultBranch,
+          defaultBranch: r.defaultBranch,
+          accessTokenEncrypted: r.accessTokenEncrypted,
+        },
+      };
+    });
+  }
+
+  async startRun(branch: ClaimedBranch, attempt: number, jobId: string): Promise<string> {
+    const run = await this.prisma.syncRun.create({
+      data: {
+        tenantId: branch.tenantId,
+        repositoryId: branch.repositoryId,
+        branchId: branch.branchId,
+        trigger: branch.trigger,
+        fromSha: branch.syncedSha,
+        attempt,
+        jobId,
+      },
+      select: { id: true },
+    });
+    return run.id;
+  }
+
+  async finishRun(
+    runId: string,
+    fromSha: string | null,
+    outcome: RunOutcome,
+    timings: PhaseTimings,
+  ): Promise<void> {
+    const data: Prisma.SyncRunUpdateInput = {
+      status: outcome.status,
+      finishedAt: new Date(),
+      phaseTimings: timings,
+      fromSha,
+    };
+    if (outcome.status === 'SUCCEEDED') {
+      Object.assign(data, {
+        strategy: outcome.strategy,
+        strategyReason: outcome.strategyReason,
+        toSha: outcome.toSha,
+        bytesFetched: BigInt(outcome.bytesFetched),
+        filesChanged: outcome.filesChanged,
+      });
+    } else if (outcome.status === 'NOOP') {
+      Object.assign(data, { strategy: 'noop', strategyReason: outcome.strategyReason, toSha: outcome.toSha });
+    } else {
+      Object.assign(data, { errorCode: outcome.errorCode, error: outcome.error.slice(0, MAX_ERROR) });
+    }
+    // Only a RUNNING run is finished: one abandoned by a takeover stays ABANDONED.
+    await this.prisma.syncRun.updateMany({ where: { id: runId, status: 'RUNNING' }, data });
+  }
+
+  async completeBranch(
+    branchId: string,
+    lockedBy: string,
+    sha: string | null,
+    remoteHeadSha: string | null,
+  ): Promise<boolean> {
+    const rows = await this.prisma.$queryRaw<{ followUp: boolean; repositoryId: string; tenantId: string }[]>`
+      UPDATE "Branch" b SET
+        "status" = CASE WHEN old."dirty" THEN 'OUTDATED'::"SyncStatus" ELSE 'SYNCED'::"SyncStatus" END,
+        "dirty" = false, "lockedBy" = NULL, "syncedSha" = ${sha}, "remoteHeadSha" = ${remoteHeadSha},
+        "failureCount" = 0, "lastError" = NULL, "lastErrorCode" = NULL,
+        "lastSyncedAt" = now(), "updatedAt" = now()
+      FROM (SELECT "id", "dirty" FROM "Branch" WHERE "id" = ${branchId}::uuid FOR UPDATE) old
+      WHERE b."id" = old."id" AND b."lockedBy" = ${lockedBy}
+      RETURNING old."dirty" AS "followUp", b."repositoryId", b."tenantId"`;
+    const row = rows[0];
+    if (!row) return false;
+    await this.refreshRepository(row.repositoryId);
+    return row.followUp;
+  }
+
+  async failBranch(
+    branchId: string,
+    lockedBy: string,
+    code: string,
+    message: string,
+    final: boolean,
+  ): Promise<boolean> {
+    const status = final ? 'FAILED' : 'OUTDATED';
+    const rows = await this.prisma.$queryRaw<{ followUp: boolean; repositoryId: string }[]>`
+      UPDATE "Branch" b SET
+        "status" = CASE WHEN old."dirty" THEN 'OUTDATED'::"SyncStatus" ELSE ${status}::"SyncStatus" END,
+        "dirty" = false, "lockedBy" = NULL, "failureCount" = b."failureCount" + 1,
+        "lastError" = ${message.slice(0, MAX_ERROR)}, "lastErrorCode" = ${code}, "updatedAt" = now()
+      FROM (SELECT "id", "dirty" FROM "Branch" WHERE "id" = ${branchId}::uuid FOR UPDATE) old
+      WHERE b."id" = old."id" AND b."lockedBy" = ${lockedBy}
+      RETURNING old."dirty" AS "followUp", b."repositoryId"`;
+    const row = rows[0];
+    if (!row) return false;
+    await this.refreshRepository(row.repositoryId);
+    return row.followUp;
+  }
+
+  async markBranchDeleted(branchId: string, lockedBy: string): Promise<void> {
+    const updated = await this.prisma.branch.updateMany({
+      where: { id: branchId, lockedBy },
+      data: { deletedAt: new Date(), status: 'SYNCED', dirty: false, lockedBy: null, lastError: null },
+    });
+    if (updated.count) {
+      const b = await this.prisma.branch.findUnique({
+        where: { id: branchId },
+        select: { repositoryId: true },
+      });
+      if (b) await this.refreshRepository(b.repositoryId);
+    }
+  }
+
+  /** Repository summary: worst branch status; the default (or newest) branch's commit and sync time. */
+  async refreshRepository(repositoryId: string): Promise<void> {
+    await this.prisma.$executeRaw`
+      UPDATE "Repository" r SET
+        "status" = COALESCE((
+          SELECT CASE
+            WHEN count(*) = 0 THEN 'PENDING'
+            WHEN bool_or(b."status" = 'FAILED') THEN 'FAILED'
+            WHEN bool_or(b."status" = 'SYNCING') THEN 'SYNCING'
+            WHEN bool_or(b."status" = 'OUTDATED') THEN 'OUTDATED'
+            WHEN bool_or(b."status" = 'PENDING') THEN 'PENDING'
+            ELSE 'SYNCED' END::"SyncStatus"
+          FROM "Branch" b WHERE b."repositoryId" = r."id" AND b."deletedAt" IS NULL), 'PENDING'::"SyncStatus"),
+        "lastCommitSha" = COALESCE((
+          SELECT b."syncedSha" FROM "Branch" b
+          WHERE b."repositoryId" = r."id" AND b."deletedAt" IS NULL AND b."syncedSha" IS NOT NULL
+          ORDER BY (b."name" = r."defaultBranch") DESC, b."lastSyncedAt" DESC NULLS LAST LIMIT 1), r."lastCommitSha"),
+        "lastSyncedAt" = (SELECT max(b."lastSyncedAt") FROM "Branch" b WHERE b."repositoryId" = r."id"),
+        "lastError" = (SELECT b."lastError" FROM "Branch" b
+          WHERE b."repositoryId" = r."id" AND b."deletedAt" IS NULL AND b."status" = 'FAILED' LIMIT 1),
+        "updatedAt" = now()
+      WHERE r."id" = ${repositoryId}::uuid`;
+  }
+
+  // --- onboarding and reconciling ---
+
+  async loadRepository(repositoryId: string) {
+    return this.prisma.repository.findUnique({
+      where: { id: repositoryId },
+      include: { branches: { select: { id: true, name: true, deletedAt: true, status: true } } },
+    });
+  }
+
+  /**
+   * Applies what ls-remote said about a repository: its default branch, the tracked default branch row
+   * (created, revived or replaced after a rename), and which live branches are owed a sync.
+   * Returns the ids of the branches to enqueue.
+   */
+  async applyRemoteLayout(repositoryId: string, defaultBranch: string | null, remoteBranches: Set<string>) {
+    return this.prisma.$transaction(async (tx) => {
+      const repo = await tx.repository.findUnique({
+        where: { id: repositoryId },
+        include: { branches: true },
+      });
+      if (!repo) return [];
+      await tx.repository.update({
+        where: { id: repositoryId },
+        data: {
+          defaultBranch,
+          lastError: defaultBranch === null && remoteBranches.size === 0 ? 'the repository is empty' : null,
+        },
+      });
+      if (repo.trackDefaultBranch && defaultBranch) {
+        const existing = repo.branches.find((b) => b.name === defaultBranch);
+        if (!existing) {
+          await tx.branch.create({
+            data: {
+              tenantId: repo.tenantId,
+              repositoryId,
+              name: defaultBranch,
+              status: 'OUTDATED',
+              pendingTrigger: 'ONBOARD',
+            },
+          });
+        } else if (existing.deletedAt) {
+          await tx.branch.update({
+            where: { id: existing.id },
+            data: { deletedAt: null, status: 'OUTDATED', pendingTrigger: 'ONBOARD' },
+          });
+        }
+        // The default branch was renamed: the old one is no longer tracked.
+        await tx.branch.updateMany({
+          where: { repositoryId, name: { not: defaultBranch }, deletedAt: null, status: { not: 'SYNCING' } },
+          data: { deletedAt: new Date() },
+        });
+      }
+      await tx.branch.updateMany({
+        where: { repositoryId, status: 'PENDING', deletedAt: null },
+        data: { status: 'OUTDATED', pendingTrigger: 'ONBOARD' },
+      });
+      const owed = await tx.branch.findMany({
+        where: { repositoryId, deletedAt: null, status: { in: ['OUTDATED', 'FAILED'] } },
+        select: { id: true, status: true },
+      });
+      return owed.filter((b) => b.status === 'OUTDATED').map((b) => b.id);
+    });
+  }
+
+  /** Branches that Postgres says are owed a sync (OUTDATED or PENDING), oldest first. */
+  async owedBranches(limit: number): Promise<{ id: string; tenantId: string; repositoryId: string }[]> {
+    return this.prisma.branch.findMany({
+      where: { deletedAt: null, status: { in: ['OUTDATED', 'PENDING'] } },
+      orderBy: { updatedAt: 'asc' },
+      take: limit,
+      select: { id: true, tenantId: true, repositoryId: true },
+    });
+  }
+
+  /** Branches in SYNCING whose row has not moved for `olderThanMs`. */
+  async syncingBranches(olderThanMs: number, limit: number) {
+    return this.prisma.branch.findMany({
+      where: { status: 'SYNCING', updatedAt: { lt: new Date(Date.now() - olderThanMs) } },
+      take: limit,
+      select: { id: true, tenantId: true, repositoryId: true, lockedBy: true, updatedAt: true },
+    });
+  }
+
+  /** SYNCING -> OUTDATED for a branch whose job is gone, only if nothing changed meanwhile. */
+  async releaseOrphan(branchId: string, lockedBy: string | null, updatedAt: Date): Promise<boolean> {
+    const { count } = await this.prisma.branch.updateMany({
+      where: { id: branchId, status: 'SYNCING', lockedBy, updatedAt },
+      data: { status: 'OUTDATED', lockedBy: null, pendingTrigger: 'RECONCILE' },
+    });
+    return count > 0;
+  }
+
+  /** Repositories following their default branch that have no live branch yet (onboarding owed). */
+  async repositoriesAwaitingOnboarding(olderThanMs: number, limit: number) {
+    return this.prisma.repository.findMany({
+      where: {
+        trackDefaultBranch: true,
+        updatedAt: { lt: new Date(Date.now() - olderThanMs) },
+        branches: { none: { deletedAt: null } },
+      },
+      take: limit,
+      select: { id: true, tenantId: true },
+    });
+  }
+
+  /**
+   * Onboarding could not read the repository. Recorded on the repository; when no retry follows, its
+   * never-synced branches become FAILED with the same error so the status says what is wrong.
+   */
+  async recordOnboardingFailure(
+    repositoryId: string,
+    code: string,
+    message: string,
+    final: boolean,
+  ): Promise<void> {
+    const error = message.slice(0, MAX_ERROR);
+    await this.prisma.repository.updateMany({ where: { id: repositoryId }, data: { lastError: error } });
+    if (!final) return;
+    await this.prisma.branch.updateMany({
+      where: { repositoryId, deletedAt: null, status: 'PENDING' },
+      data: { status: 'FAILED', lastError: error, lastErrorCode: code, failureCount: { increment: 1 } },
+    });
+    await this.refreshRepository(repositoryId);
+    await this.prisma.repository.updateMany({
+      where: { id: repositoryId, branches: { none: { deletedAt: null } } },
+      data: { status: 'FAILED', lastError: error },
+    });
+  }
+}

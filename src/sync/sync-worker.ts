@@ -1,0 +1,198 @@
+import { resolve } from 'node:path';
+import { InjectQueue } from '@nestjs/bullmq';
+import {
+  Inject,
+  Injectable,
+  Logger,
+  type OnApplicationBootstrap,
+  type OnModuleDestroy,
+} from '@nestjs/common';
+import { DelayedError, type Job, type Queue, UnrecoverableError, Worker } from 'bullmq';
+import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import { SecretBox } from '../common/secret-box.js';
+import { RedisService } from '../redis/redis.service.js';
+import { repositoryTokenContext } from '../repositories/repositories.service.js';
+import { BranchSynchronizer, PermanentSyncError, describeSyncError } from './engine/branch-synchronizer.js';
+import type { SyncRepository } from './engine/sync-types.js';
+import { GitError, isRetryableGitError } from './git/git-errors.js';
+import { GitMirror } from './git/git-mirror.js';
+import { type GitCredentials, GitRunner } from './git/git-runner.js';
+import { QueueSyncDispatcher } from './queue/queue-sync-dispatcher.js';
+import {
+  type OnboardRepositoryJob,
+  SYNC_QUEUE,
+  type SyncBranchJob,
+  SyncJobName,
+  syncBranchJobId,
+} from './queue/sync-jobs.js';
+import { createRemoteGuard } from './remote-guard.js';
+import { SyncStateRepository } from './sync-state.repository.js';
+import { TenantSlots } from './tenant-slots.js';
+import { WorkspaceCache } from './workspace/workspace-cache.js';
+
+/** Username git sends with a token, per host convention. */
+const TOKEN_USERNAME: Record<SyncRepository['provider'], string> = {
+  GITHUB: 'x-access-token',
+  GITLAB: 'oauth2',
+  GIT: 'git',
+};
+
+/** Delay before a job of a tenant at its cap tries again (plus jitter). */
+const TENANT_BUSY_DELAY_MS = 1000;
+
+/**
+ * The BullMQ worker of the sync queue: a thin shell that maps jobs to the engine (BranchSynchronizer)
+ * and the engine's results back to queue semantics (retry, no retry, follow-up).
+ */
+@Injectable()
+export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
+  private readonly logger = new Logger(SyncWorker.name);
+  private worker?: Worker;
+  private runner?: GitRunner;
+  private synchronizer!: BranchSynchronizer;
+  private mirror!: GitMirror;
+  private slots!: TenantSlots;
+  readonly workspaces: WorkspaceCache;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly state: SyncStateRepository,
+    private readonly secrets: SecretBox,
+    private readonly redis: RedisService,
+    private readonly dispatcher: QueueSyncDispatcher,
+    @InjectQueue(SYNC_QUEUE) private readonly queue: Queue,
+  ) {
+    const root = resolve(config.sync.workspaceDir);
+    this.workspaces = new WorkspaceCache({
+      rootDir: root,
+      maxBytes: config.sync.workspaceMaxBytes,
+      log: (msg, fields) => this.logger.log(fields ?? {}, msg),
+    });
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    const cfg = this.config.sync;
+    this.runner = new GitRunner({
+      defaultTimeoutMs: cfg.gitTimeoutMs,
+      askpassDir: resolve(cfg.workspaceDir, 'askpass'),
+    });
+    this.mirror = new GitMirror({
+      runner: this.runner,
+      log: (msg, fields) => this.logger.debug(fields ?? {}, msg),
+    });
+    this.synchronizer = new BranchSynchronizer(
+      this.state,
+      this.mirror,
+      this.workspaces,
+      (repo) => this.credentialsFor(repo),
+      createRemoteGuard(this.config.repositories.allowInsecureUrls),
+      (msg, fields) => this.logger.log(fields ?? {}, msg),
+    );
+    this.slots = new TenantSlots(
+      this.redis.client,
+      this.config.redis.queuePrefix,
+      cfg.tenantConcurrency,
+      Math.max(cfg.lockDurationMs * 4, 60_000),
+    );
+    this.worker = new Worker(SYNC_QUEUE, (job, token) => this.process(job, token), {
+      connection: { url: this.config.redis.url, maxRetriesPerRequest: null },
+      prefix: this.config.redis.queuePrefix,
+      concurrency: cfg.concurrency,
+      lockDuration: cfg.lockDurationMs,
+      stalledInterval: cfg.stalledIntervalMs,
+      maxStalledCount: 3,
+    });
+    this.worker.on('error', (e) => this.logger.warn({ err: e.message }, 'sync worker connection error'));
+    this.logger.log(
+      { concurrency: cfg.concurrency, tenantConcurrency: cfg.tenantConcurrency },
+      'sync worker started',
+    );
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await this.worker?.close();
+    this.runner?.terminateAll();
+  }
+
+  private async process(job: Job, token?: string): Promise<void> {
+    switch (job.name) {
+      case SyncJobName.SyncBranch:
+        return this.syncBranch(job as Job<SyncBranchJob>, token);
+      case SyncJobName.OnboardRepository:
+        return this.onboard(job as Job<OnboardRepositoryJob>);
+      default:
+        throw new UnrecoverableError(`unknown job ${job.name}`);
+    }
+  }
+
+  private async syncBranch(job: Job<SyncBranchJob>, token?: string): Promise<void> {
+    const { tenantId, branchId } = job.data;
+    const jobId = job.id ?? syncBranchJobId(branchId);
+    if (!(await this.slots.acquire(tenantId, jobId))) {
+      // The tenant has its share of workers busy: step aside without spending an attempt.
+      await job.moveToDelayed(Date.now() + TENANT_BUSY_DELAY_MS + Math.floor(Math.random() * 1000), token);
+      throw new DelayedError();
+    }
+    const renew = setInterval(() => {
+      this.slots.acquire(tenantId, jobId).catch(() => undefined);
+    }, this.config.sync.lockDurationMs);
+    let result;
+    try {
+      const attempt = job.attemptsMade + 1;
+      result = await this.synchronizer.sync({
+        branchId,
+        jobId,
+        attempt,
+        lastAttempt: attempt >= (job.opts.attempts ?? 1),
+      });
+    } finally {
+      clearInterval(renew);
+      await this.slots.release(tenantId, jobId).catch(() => undefined);
+    }
+    if (result.kind === 'failed') {
+      if (result.retry) throw result.error;
+      if (!result.followUp) throw new UnrecoverableError(result.error.message);
+    }
+    if (result.kind !== 'gone' && result.followUp) {
+      // Triggers arrived during the run: exactly one follow-up, as the same job (its id stays reserved).
+      await job.moveToDelayed(Date.now(), token);
+      throw new DelayedError();
+    }
+  }
+
+  private async onboard(job: Job<OnboardRepositoryJob>): Promise<void> {
+    const repo = await this.state.loadRepository(job.data.repositoryId);
+    if (!repo) return;
+    try {
+      await createRemoteGuard(this.config.repositories.allowInsecureUrls)(repo.cloneUrl);
+      const heads = await this.mirror.lsRemote(repo.cloneUrl, await this.credentialsFor(repo));
+      const owed = await this.state.applyRemoteLayout(
+        repo.id,
+        heads.defaultBranch,
+        new Set(heads.branches.keys()),
+      );
+      await this.state.refreshRepository(repo.id);
+      await this.dispatcher.enqueueBranches(repo.tenantId, repo.id, owed);
+    } catch (e) {
+      const permanent = e instanceof PermanentSyncError || (e instanceof GitError && !isRetryableGitError(e));
+      const final = permanent || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      const code = e instanceof GitError || e instanceof PermanentSyncError ? e.code : 'ONBOARDING_FAILED';
+      const message = describeSyncError(e);
+      await this.state.recordOnboardingFailure(repo.id, code, message, final);
+      if (permanent) throw new UnrecoverableError(message);
+      throw e;
+    }
+  }
+
+  private async credentialsFor(repo: {
+    id: string;
+    provider: SyncRepository['provider'];
+    accessTokenEncrypted: string | null;
+  }): Promise<GitCredentials | undefined> {
+    if (!repo.accessTokenEncrypted) return undefined;
+    return {
+      username: TOKEN_USERNAME[repo.provider],
+      password: this.secrets.decrypt(repo.accessTokenEncrypted, repositoryTokenContext(repo.id)),
+    };
+  }
+}

@@ -1,0 +1,135 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { INestApplicationContext } from '@nestjs/common';
+import pg from 'pg';
+import { SyncReconciler } from '../../src/sync/sync-reconciler.js';
+import { startWorker } from '../../src/worker.js';
+import { GitFixtureServer } from '../fixtures/git-server.js';
+import { ApiHarness } from './api-harness.js';
+
+export interface RunRow {
+  id: string;
+  status: string;
+  strategy: string | null;
+  strategyReason: string | null;
+  fromSha: string | null;
+  toSha: string | null;
+  trigger: string;
+  errorCode: string | null;
+  error: string | null;
+}
+
+export interface BranchRow {
+  id: string;
+  name: string;
+  status: string;
+  syncedSha: string | null;
+  deletedAt: Date | null;
+  lastError: string | null;
+  lastErrorCode: string | null;
+  dirty: boolean;
+}
+
+/** API + in-process worker + git fixture server, with direct SQL access to check what was recorded. */
+export class SyncHarness {
+  worker?: INestApplicationContext;
+
+  private constructor(
+    readonly api: ApiHarness,
+    readonly git: GitFixtureServer,
+    readonly workspaceDir: string,
+    readonly db: pg.Client,
+  ) {}
+
+  static async start(overrides: Record<string, string> = {}): Promise<SyncHarness> {
+    const workspaceDir = await mkdtemp(join(tmpdir(), 'reposync-ws-'));
+    const api = await ApiHarness.start({
+      ALLOW_INSECURE_REPOSITORY_URLS: 'true',
+      WORKSPACE_DIR: workspaceDir,
+      SYNC_BACKOFF_MS: '200',
+      SYNC_MAX_ATTEMPTS: '3',
+      SYNC_LOCK_DURATION_MS: '5000',
+      SYNC_STALLED_INTERVAL_MS: '2000',
+      RECONCILE_INTERVAL_MS: '60000',
+      ...overrides,
+    });
+    const git = await GitFixtureServer.start();
+    const db = new pg.Client({ connectionString: api.config.database.url });
+    await db.connect();
+    const harness = new SyncHarness(api, git, workspaceDir, db);
+    await harness.startWorker();
+    return harness;
+  }
+
+  async startWorker(): Promise<void> {
+    this.worker = await startWorker(this.api.config);
+  }
+
+  async stopWorker(): Promise<void> {
+    await this.worker?.close();
+    this.worker = undefined;
+  }
+
+  async reconcile() {
+    return this.worker!.get(SyncReconciler).reconcile();
+  }
+
+  async branches(repositoryId: string): Promise<BranchRow[]> {
+    const { rows } = await this.db.query<BranchRow>(
+      'SELECT "id","name","status","syncedSha","deletedAt","lastError","lastErrorCode","dirty" FROM "Branch" WHERE "repositoryId" = $1 ORDER BY "name"',
+      [repositoryId],
+    );
+    return rows;
+  }
+
+  async runs(branchId: string): Promise<RunRow[]> {
+    const { rows } = await this.db.query<RunRow>(
+      'SELECT "id","status","strategy","strategyReason","fromSha","toSha","trigger","errorCode","error" FROM "SyncRun" WHERE "branchId" = $1 ORDER BY "startedAt"',
+      [branchId],
+    );
+    return rows;
+  }
+
+  /** Polls until `check` returns a value (not undefined), or fails after `timeoutMs`. */
+  async waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    let last: unknown;
+    while (Date.now() < deadline) {
+      try {
+        const value = await check();
+        if (value !== undefined) return value;
+      } catch (e) {
+        last = e;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const cause = last instanceof Error ? `: ${last.message}` : '';
+    throw new Error(`timed out waiting for ${what}${cause}`);
+  }
+
+  /** Waits until the named branch of a repository is SYNCED at `sha` with no job owed. */
+  async waitForBranch(
+    repositoryId: string,
+    name: string,
+    sha: string | null,
+    timeoutMs = 30_000,
+  ): Promise<BranchRow> {
+    return this.waitFor(
+      `branch ${name} SYNCED at ${sha}`,
+      async () => {
+        const b = (await this.branches(repositoryId)).find((x) => x.name === name);
+        return b && b.status === 'SYNCED' && b.syncedSha === sha && !b.dirty ? b : undefined;
+      },
+      timeoutMs,
+    );
+  }
+
+  async stop(): Promise<void> {
+    await this.stopWorker();
+    await this.db.end();
+    await this.api.stop();
+    await this.git.stop();
+    await rm(this.workspaceDir, { recursive: true, force: true });
+  }
+}
