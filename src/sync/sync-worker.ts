@@ -19,6 +19,7 @@ import { GitMirror } from './git/git-mirror.js';
 import { type GitCredentials, GitRunner } from './git/git-runner.js';
 import { QueueSyncDispatcher } from './queue/queue-sync-dispatcher.js';
 import {
+  type ForgetRepositoryJob,
   type OnboardRepositoryJob,
   SYNC_QUEUE,
   type SyncBranchJob,
@@ -103,6 +104,12 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
       maxStalledCount: 3,
     });
     this.worker.on('error', (e) => this.logger.warn({ err: e.message }, 'sync worker connection error'));
+    this.worker.on('failed', (job, e) => {
+      this.logger.warn(
+        { jobId: job?.id, job: job?.name, attempt: job?.attemptsMade, err: e.message },
+        'sync job failed',
+      );
+    });
     this.logger.log(
       { concurrency: cfg.concurrency, tenantConcurrency: cfg.tenantConcurrency },
       'sync worker started',
@@ -120,6 +127,9 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
         return this.syncBranch(job as Job<SyncBranchJob>, token);
       case SyncJobName.OnboardRepository:
         return this.onboard(job as Job<OnboardRepositoryJob>);
+      case SyncJobName.ForgetRepository:
+        // Each worker has its own cache: this one is freed now, the others by LRU eviction.
+        return this.workspaces.remove((job as Job<ForgetRepositoryJob>).data.repositoryId);
       default:
         throw new UnrecoverableError(`unknown job ${job.name}`);
     }

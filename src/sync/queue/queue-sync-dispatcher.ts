@@ -8,6 +8,7 @@ import {
   SYNC_QUEUE,
   SyncJobName,
   type SyncJobPayloads,
+  forgetJobId,
   onboardJobId,
   syncBranchJobId,
   syncJobOptions,
@@ -59,15 +60,20 @@ export class QueueSyncDispatcher implements SyncDispatcher, OnModuleInit {
     }
   }
 
+  /**
+   * Drops the repository's queued onboarding and asks a worker to delete its cached clone. Queued branch
+   * jobs need no removal: their branch rows are gone, so they end at once.
+   */
   async forget(tenantId: string, repositoryId: string): Promise<void> {
     try {
       await this.withTimeout(this.queue.remove(onboardJobId(repositoryId)));
     } catch (e) {
       this.logger.warn(
-        { tenantId, repositoryId, err: e },
-        'could not remove queued jobs; they will find nothing',
+        { tenantId, repositoryId, err: e instanceof Error ? e.message : String(e) },
+        'could not remove the queued onboarding job; it will find nothing',
       );
     }
+    await this.add(SyncJobName.ForgetRepository, { tenantId, repositoryId }, forgetJobId(repositoryId));
   }
 
   private async add<N extends keyof SyncJobPayloads>(name: N, data: SyncJobPayloads[N], jobId: string) {

@@ -8,6 +8,8 @@ export const SyncJobName = {
   OnboardRepository: 'onboard-repository',
   /** Bring one branch to its remote head. */
   SyncBranch: 'sync-branch',
+  /** A deleted repository: drop its cached clone. */
+  ForgetRepository: 'forget-repository',
 } as const;
 export type SyncJobName = (typeof SyncJobName)[keyof typeof SyncJobName];
 
@@ -22,14 +24,21 @@ export interface SyncBranchJob {
   branchId: string;
 }
 
+export interface ForgetRepositoryJob {
+  tenantId: string;
+  repositoryId: string;
+}
+
 export interface SyncJobPayloads {
   [SyncJobName.OnboardRepository]: OnboardRepositoryJob;
   [SyncJobName.SyncBranch]: SyncBranchJob;
+  [SyncJobName.ForgetRepository]: ForgetRepositoryJob;
 }
 
 /** Deterministic ids: at most one queued or running job per branch (BullMQ ignores a duplicate id). */
 export const syncBranchJobId = (branchId: string) => `sync-branch-${branchId}`;
 export const onboardJobId = (repositoryId: string) => `onboard-${repositoryId}`;
+export const forgetJobId = (repositoryId: string) => `forget-${repositoryId}`;
 
 /** Default options of every sync job: retries with exponential backoff; history lives in Postgres. */
 export function syncJobOptions(maxAttempts: number, backoffMs: number): DefaultJobOptions {
