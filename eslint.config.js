@@ -4,7 +4,16 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'coverage/**', 'src/generated/**', 'node_modules/**', '.workspace/**'] },
+  {
+    ignores: [
+      'dist/**',
+      'bench/dist/**',
+      'coverage/**',
+      'src/generated/**',
+      'node_modules/**',
+      '.workspace/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

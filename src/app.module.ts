@@ -13,6 +13,7 @@ import { RedisModule } from './redis/redis.module.js';
 import { RepositoriesModule } from './repositories/repositories.module.js';
 import { SyncQueueModule } from './sync/queue/sync-queue.module.js';
 import { TenancyModule } from './tenancy/tenancy.module.js';
+import { WebhooksModule } from './webhooks/webhooks.module.js';
 
 /** The HTTP API: REST for tenants, repositories and health. Produces sync jobs, never runs them. */
 @Module({})
@@ -30,6 +31,7 @@ export class AppModule {
         TenancyModule,
         ProjectsModule,
         RepositoriesModule,
+        WebhooksModule,
         HealthModule,
       ],
       providers: [{ provide: APP_FILTER, useClass: HttpErrorFilter }],

@@ -7,6 +7,7 @@ import { pinoOptions } from './common/logging.js';
 import { DatabaseModule } from './database/database.module.js';
 import { RedisModule } from './redis/redis.module.js';
 import { SyncQueueModule } from './sync/queue/sync-queue.module.js';
+import { PollScheduler } from './sync/poll-scheduler.js';
 import { SyncReconciler } from './sync/sync-reconciler.js';
 import { SyncStateRepository } from './sync/sync-state.repository.js';
 import { SyncWorker } from './sync/sync-worker.js';
@@ -25,7 +26,7 @@ export class WorkerModule {
         CryptoModule,
         SyncQueueModule,
       ],
-      providers: [SyncStateRepository, SyncWorker, SyncReconciler],
+      providers: [SyncStateRepository, SyncWorker, SyncReconciler, PollScheduler],
     };
   }
 }

@@ -21,10 +21,12 @@
  *   compressed bytes are reproducible for a given zlib (a Node upgrade that changes zlib's deflate output
  *   would change them, as it would for `git archive`).
  *
- * Memory stays flat: the tree is walked lazily one directory at a time and files are streamed in chunks.
+ * Memory stays flat: the tree is walked lazily one directory at a time, large files are streamed in 1 MiB
+ * chunks, and small files are read ahead a few at a time (at most 32 entries and 8 MiB) so that trees of
+ * many small files are not bound by the latency of each open/read/close.
  */
-import { lstat, readdir, readlink } from 'node:fs/promises';
-import { createReadStream, type Stats } from 'node:fs';
+import type { Stats } from 'node:fs';
+import { lstat, open, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { addAbortSignal, pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
 import { constants as zlibConstants, createGzip } from 'node:zlib';
@@ -37,7 +39,11 @@ export const TARBALL_CONTENT_TYPE = 'application/gzip';
 export const TARBALL_GZIP_LEVEL = 6;
 
 const BLOCK = 512;
-const READ_CHUNK_BYTES = 256 * 1024;
+const READ_CHUNK_BYTES = 1024 * 1024;
+// Buffered between the file reads and the compressor, so disk and zlib work at the same time.
+const TAR_HIGH_WATER_MARK = 4 * 1024 * 1024;
+const READ_AHEAD_ENTRIES = 32;
+const READ_AHEAD_BYTES = 8 * 1024 * 1024;
 const GZIP_CHUNK_BYTES = 64 * 1024;
 const GZIP_OS_BYTE_OFFSET = 9;
 const GZIP_OS_UNIX = 3;
@@ -81,7 +87,10 @@ export function createReproducibleTarball(
     throw new TypeError('commitId must be a lowercase 40 or 64 hex SHA');
   }
   const mtime = new Date(Math.floor(opts.mtime.getTime() / 1000) * 1000);
-  const tar = Readable.from(tarBlocks(dir, mtime, opts.commitId), { objectMode: false });
+  const tar = Readable.from(tarBlocks(dir, mtime, opts.commitId), {
+    objectMode: false,
+    highWaterMark: TAR_HIGH_WATER_MARK,
+  });
   const gzip = createGzip({
     level: TARBALL_GZIP_LEVEL,
     memLevel: 8,
@@ -106,14 +115,56 @@ interface SnapshotEntry {
   stats: Stats;
 }
 
+interface ReadAhead {
+  entry: SnapshotEntry;
+  /** File bytes held once read. */
+  bytes: number;
+  /** The whole entry (header, content, padding) being read; null for a large file, streamed in turn. */
+  whole: Promise<Buffer> | null;
+}
+
 /** The whole tar stream: optional global header, entries in tree order, end-of-archive blocks. */
 async function* tarBlocks(root: string, mtime: Date, commitId: string | undefined): AsyncGenerator<Buffer> {
-  if (commitId !== undefined) yield* globalCommentHeader(commitId, mtime);
-  for await (const entry of snapshotEntries(root, '')) {
-    yield* entryHeader(entry, mtime);
-    if (entry.kind === 'file' && entry.stats.size > 0) yield* fileContent(entry);
+  if (commitId !== undefined) yield globalCommentHeader(commitId, mtime);
+  // Small entries are read a few ahead, concurrently: one at a time, a tree of many small files is bound by
+  // the latency of open/read/close, not by the disk. Count and bytes held are capped; large files are
+  // streamed when their turn comes.
+  const ahead: ReadAhead[] = [];
+  let aheadBytes = 0;
+  async function* emitOldest(): AsyncGenerator<Buffer> {
+    const oldest = ahead.shift();
+    if (!oldest) return;
+    aheadBytes -= oldest.bytes;
+    if (oldest.whole) yield await oldest.whole;
+    else yield* fileContent(oldest.entry, await entryHeader(oldest.entry, mtime));
   }
+  for await (const entry of snapshotEntries(root, '')) {
+    const large = entry.kind === 'file' && entry.stats.size > READ_CHUNK_BYTES;
+    const bytes = entry.kind === 'file' && !large ? entry.stats.size : 0;
+    while (
+      ahead.length >= READ_AHEAD_ENTRIES ||
+      (ahead.length > 0 && aheadBytes + bytes > READ_AHEAD_BYTES)
+    ) {
+      yield* emitOldest();
+    }
+    const whole = large ? null : wholeEntry(entry, mtime);
+    // Failures surface when the entry's turn comes; until then (or if the archive stops first) they must
+    // not count as unhandled.
+    whole?.catch(() => undefined);
+    ahead.push({ entry, bytes, whole });
+    aheadBytes += bytes;
+  }
+  while (ahead.length > 0) yield* emitOldest();
   yield ZERO_BLOCKS;
+}
+
+/** Header, content and padding of an entry whose content fits in one read, as one buffer. */
+async function wholeEntry(entry: SnapshotEntry, mtime: Date): Promise<Buffer> {
+  const header = await entryHeader(entry, mtime);
+  if (entry.kind !== 'file' || entry.stats.size === 0) return header;
+  const chunks: Buffer[] = [];
+  for await (const chunk of fileContent(entry, header)) chunks.push(chunk);
+  return chunks.length === 1 && chunks[0] ? chunks[0] : Buffer.concat(chunks);
 }
 
 /** Entries under `relative` (a directory of the snapshot) in git tree order, depth first. */
@@ -155,7 +206,7 @@ function entryKind(stats: Stats, path: string): EntryKind {
 }
 
 /** The header block of one entry, preceded by a pax header when the path or target does not fit ustar. */
-async function* entryHeader(entry: SnapshotEntry, mtime: Date): AsyncGenerator<Buffer> {
+async function entryHeader(entry: SnapshotEntry, mtime: Date): Promise<Buffer> {
   const path = entry.kind === 'directory' ? `${entry.path}/` : entry.path;
   const linkpath = entry.kind === 'symlink' ? await readLinkTarget(entry) : undefined;
   const size = entry.kind === 'file' ? entry.stats.size : 0;
@@ -170,9 +221,11 @@ async function* entryHeader(entry: SnapshotEntry, mtime: Date): AsyncGenerator<B
     type: entry.kind === 'file' ? 'File' : entry.kind === 'directory' ? 'Directory' : 'SymbolicLink',
   });
   // encode() reports whether some field (long or non-ASCII path, huge size) needs a pax record.
-  if (header.encode()) yield new Pax({ path, linkpath, size, mtime }).encode();
+  const needsPax = header.encode();
   if (!header.block) throw new Error(`tar header for ${path} was not encoded`);
-  yield header.block;
+  return needsPax
+    ? Buffer.concat([new Pax({ path, linkpath, size, mtime }).encode(), header.block])
+    : header.block;
 }
 
 async function readLinkTarget(entry: SnapshotEntry): Promise<string> {
@@ -196,36 +249,55 @@ function gitMode(entry: SnapshotEntry): number {
   }
 }
 
-/** Exactly `stats.size` bytes of a file, padded to whole blocks; fails if the file changed size. */
-async function* fileContent(entry: SnapshotEntry): AsyncGenerator<Buffer> {
-  const expected = entry.stats.size;
-  let read = 0;
-  // `end` is inclusive: a file that grew is not read past the size in its header.
-  const source = createReadStream(entry.absolute, {
-    start: 0,
-    end: expected - 1,
-    highWaterMark: READ_CHUNK_BYTES,
-  });
+/**
+ * `header` followed by exactly `stats.size` bytes of the file and the padding to a whole block, in chunks
+ * of at most READ_CHUNK_BYTES (a small file is a single chunk); fails if the file changed size.
+ */
+async function* fileContent(entry: SnapshotEntry, header: Buffer): AsyncGenerator<Buffer> {
+  const size = entry.stats.size;
+  const padding = (BLOCK - (size % BLOCK)) % BLOCK;
+  const handle = await open(entry.absolute, 'r');
   try {
-    for await (const chunk of source as AsyncIterable<Buffer>) {
-      read += chunk.length;
+    let position = 0;
+    let prefix: Buffer | null = header;
+    while (position < size) {
+      const length = Math.min(READ_CHUNK_BYTES, size - position);
+      const last = position + length === size;
+      const offset = prefix?.length ?? 0;
+      // A fresh buffer per chunk: it is handed downstream and must not be overwritten by the next read.
+      const chunk = Buffer.allocUnsafe(offset + length + (last ? padding : 0));
+      if (prefix) prefix.copy(chunk);
+      prefix = null;
+      // The last read asks for one byte more, into the padding: getting it means the file grew.
+      const probe = last && padding > 0 ? 1 : 0;
+      let filled = 0;
+      while (filled < length) {
+        const { bytesRead } = await handle.read(
+          chunk,
+          offset + filled,
+          length - filled + probe,
+          position + filled,
+        );
+        if (bytesRead === 0) throw new SnapshotNotArchivable(entry.path, 'file shrank while being archived');
+        filled += bytesRead;
+      }
+      if (filled > length) throw new SnapshotNotArchivable(entry.path, 'file grew while being archived');
+      if (last) chunk.fill(0, offset + length);
+      position += length;
       yield chunk;
     }
+    if (padding === 0) {
+      // No padding to probe into: a separate one-byte read.
+      const { bytesRead } = await handle.read(Buffer.alloc(1), 0, 1, size);
+      if (bytesRead !== 0) throw new SnapshotNotArchivable(entry.path, 'file grew while being archived');
+    }
   } finally {
-    source.destroy();
+    await handle.close();
   }
-  if (read !== expected) {
-    throw new SnapshotNotArchivable(
-      entry.path,
-      `file changed while being archived (${read} of ${expected} bytes)`,
-    );
-  }
-  const padding = (BLOCK - (expected % BLOCK)) % BLOCK;
-  if (padding > 0) yield Buffer.alloc(padding);
 }
 
 /** Pax global header `comment=<commit id>`, the record `git archive` writes and `git get-tar-commit-id` reads. */
-function* globalCommentHeader(commitId: string, mtime: Date): Generator<Buffer> {
+function globalCommentHeader(commitId: string, mtime: Date): Buffer {
   const body = Buffer.from(paxRecord('comment', commitId));
   const header = new Header({
     path: 'pax_global_header',
@@ -238,8 +310,7 @@ function* globalCommentHeader(commitId: string, mtime: Date): Generator<Buffer> 
   });
   header.encode();
   if (!header.block) throw new Error('pax global header was not encoded');
-  yield header.block;
-  yield Buffer.concat([body, Buffer.alloc((BLOCK - (body.length % BLOCK)) % BLOCK)]);
+  return Buffer.concat([header.block, body, Buffer.alloc((BLOCK - (body.length % BLOCK)) % BLOCK)]);
 }
 
 /** One pax record, `<length> <key>=<value>\n`, where the length counts its own digits. */

@@ -15,6 +15,15 @@ export interface AppConfig {
   adminToken: string;
   encryption: { keys: EncryptionKey[]; activeKeyId: string };
   repositories: { allowInsecureUrls: boolean };
+  webhooks: {
+    publicUrl: string;
+    githubAppSecret: string | null;
+    gitlabSystemHookToken: string | null;
+    githubHost: string;
+    gitlabHost: string;
+    retentionDays: number;
+  };
+  polling: { minIntervalMs: number; maxIntervalMs: number; tickMs: number; batch: number };
   sync: {
     workspaceDir: string;
     workspaceMaxBytes: number;
@@ -94,6 +103,20 @@ export function loadConfig(source: Record<string, string | undefined>): AppConfi
     adminToken: e.ADMIN_TOKEN,
     encryption: { keys, activeKeyId },
     repositories: { allowInsecureUrls: e.ALLOW_INSECURE_REPOSITORY_URLS },
+    webhooks: {
+      publicUrl: e.PUBLIC_URL.replace(/\/+$/, ''),
+      githubAppSecret: e.GITHUB_APP_WEBHOOK_SECRET ?? null,
+      gitlabSystemHookToken: e.GITLAB_SYSTEM_HOOK_TOKEN ?? null,
+      githubHost: e.GITHUB_HOST.toLowerCase(),
+      gitlabHost: e.GITLAB_HOST.toLowerCase(),
+      retentionDays: e.WEBHOOK_DELIVERY_RETENTION_DAYS,
+    },
+    polling: {
+      minIntervalMs: e.POLL_INTERVAL_MIN_MS,
+      maxIntervalMs: Math.max(e.POLL_INTERVAL_MAX_MS, e.POLL_INTERVAL_MIN_MS),
+      tickMs: e.POLL_TICK_MS,
+      batch: e.POLL_BATCH,
+    },
     sync: {
       workspaceDir: e.WORKSPACE_DIR,
       workspaceMaxBytes: e.WORKSPACE_MAX_BYTES,

@@ -33,6 +33,21 @@ export const envSchema = z.object({
   ENCRYPTION_KEYS: z.string().min(1).describe('comma-separated keyId:base64(32 bytes) pairs'),
   ENCRYPTION_ACTIVE_KEY_ID: z.string().min(1).optional(),
 
+  PUBLIC_URL: z
+    .string()
+    .url()
+    .refine((v) => /^https?:\/\//.test(v), 'must be an http(s) URL')
+    .default('http://localhost:3000'),
+  GITHUB_APP_WEBHOOK_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+  GITLAB_SYSTEM_HOOK_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  GITHUB_HOST: z.string().min(1).default('github.com'),
+  GITLAB_HOST: z.string().min(1).default('gitlab.com'),
+  WEBHOOK_DELIVERY_RETENTION_DAYS: int(7, 3650).default(14),
+  POLL_INTERVAL_MIN_MS: int(1_000, 24 * 3600 * 1000).default(60_000),
+  POLL_INTERVAL_MAX_MS: int(1_000, 24 * 3600 * 1000).default(3600_000),
+  POLL_TICK_MS: int(100, 3600 * 1000).default(5_000),
+  POLL_BATCH: int(1, 10_000).default(50),
+
   ALLOW_INSECURE_REPOSITORY_URLS: bool.default(false),
   BODY_LIMIT_BYTES: int(1024, 100 * 1024 * 1024).default(25 * 1024 * 1024),
 

@@ -9,6 +9,8 @@ export interface SyncDispatcher {
   onboard(tenantId: string, repositoryId: string): Promise<void>;
   /** These branches are owed a sync (already recorded in Postgres). */
   dispatch(tenantId: string, repositoryId: string, branches: BranchRecord[]): Promise<void>;
+  /** Enqueues branches already marked owed in Postgres; false when the queue could not take them all. */
+  enqueueOwed(branches: { id: string; tenantId: string; repositoryId: string }[]): Promise<boolean>;
   /** The repository was deleted: drop its queued work and cached data. */
   forget(tenantId: string, repositoryId: string): Promise<void>;
 }

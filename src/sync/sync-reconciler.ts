@@ -64,8 +64,10 @@ export class SyncReconciler implements OnApplicationBootstrap, OnModuleDestroy {
   }
 
   /** One pass; returns how many items of each kind it handed to the queue. */
-  async reconcile(): Promise<{ orphans: number; owed: number; onboarding: number }> {
+  async reconcile(): Promise<{ orphans: number; owed: number; onboarding: number; deliveries: number }> {
     let orphans = 0;
+    // Taken before the owed pass: once that pass has queued every owed branch, these are covered.
+    const deliveries = await this.state.unenqueuedDeliveries(2_000, BATCH);
     // A claim commits within a second; older SYNCING rows without a live job lost their worker and job.
     for (const branch of await this.state.syncingBranches(5_000, BATCH)) {
       const jobState = await this.queue.getJobState(syncBranchJobId(branch.id));
@@ -73,14 +75,23 @@ export class SyncReconciler implements OnApplicationBootstrap, OnModuleDestroy {
       if (await this.state.releaseOrphan(branch.id, branch.lockedBy, branch.updatedAt)) orphans++;
     }
     const owed = await this.state.owedBranches(BATCH);
+    let allQueued = true;
     for (const branch of owed) {
-      await this.dispatcher.enqueueBranches(branch.tenantId, branch.repositoryId, [branch.id]);
+      const queued = await this.dispatcher.enqueueBranches(branch.tenantId, branch.repositoryId, [branch.id]);
+      allQueued = queued && allQueued;
     }
+    if (allQueued) await this.state.markDeliveriesEnqueued(deliveries);
+    await this.state.pruneDeliveries(this.config.webhooks.retentionDays);
     const waiting = await this.state.repositoriesAwaitingOnboarding(
       this.config.sync.reconcileIntervalMs,
       BATCH,
     );
     for (const repo of waiting) await this.dispatcher.onboard(repo.tenantId, repo.id);
-    return { orphans, owed: owed.length, onboarding: waiting.length };
+    return {
+      orphans,
+      owed: owed.length,
+      onboarding: waiting.length,
+      deliveries: allQueued ? deliveries.length : 0,
+    };
   }
 }

@@ -16,9 +16,14 @@ export class SyncStateRepository implements SyncStateStore {
     return this.prisma.$transaction(async (tx) => {
       // Row lock: a trigger arriving now waits and then sees SYNCING (and marks the branch dirty).
       const rows = await tx.$queryRaw<
-        { status: string; lockedBy: string | null; pendingTrigger: SyncTrigger | null }[]
+        {
+          status: string;
+          lockedBy: string | null;
+          pendingTrigger: SyncTrigger | null;
+          remoteHeadSha: string | null;
+        }[]
       >`
-        SELECT "status", "lockedBy", "pendingTrigger" FROM "Branch"
+        SELECT "status", "lockedBy", "pendingTrigger", "remoteHeadSha" FROM "Branch"
         WHERE "id" = ${branchId}::uuid AND "deletedAt" IS NULL FOR UPDATE`;
       const current = rows[0];
       if (!current) return null;
@@ -32,7 +37,15 @@ export class SyncStateRepository implements SyncStateStore {
       });
       const branch = await tx.branch.update({
         where: { id: branchId },
-        data: { status: 'SYNCING', lockedBy, dirty: false, pendingTrigger: null },
+        data: {
+          status: 'SYNCING',
+          lockedBy,
+          dirty: false,
+          pendingTrigger: null,
+          // The head the host last reported is what this sync will reach (at least): deliveries naming it
+          // while the sync starts owe no follow-up. ls-remote then records the exact target.
+          syncTargetSha: current.remoteHeadSha,
+        },
         include: { repository: true },
       });
       await tx.repository.update({ where: { id: branch.repositoryId }, data: { status: 'SYNCING' } });
@@ -104,6 +117,13 @@ export class SyncStateRepository implements SyncStateStore {
     await this.prisma.syncRun.updateMany({ where: { id: runId, status: 'RUNNING' }, data });
   }
 
+  async setSyncTarget(branchId: string, lockedBy: string, sha: string | null): Promise<void> {
+    await this.prisma.branch.updateMany({
+      where: { id: branchId, lockedBy, status: 'SYNCING' },
+      data: { syncTargetSha: sha, remoteHeadSha: sha },
+    });
+  }
+
   async completeBranch(
     branchId: string,
     lockedBy: string,
@@ -113,9 +133,10 @@ export class SyncStateRepository implements SyncStateStore {
     const rows = await this.prisma.$queryRaw<{ followUp: boolean; repositoryId: string; tenantId: string }[]>`
       UPDATE "Branch" b SET
         "status" = CASE WHEN old."dirty" THEN 'OUTDATED'::"SyncStatus" ELSE 'SYNCED'::"SyncStatus" END,
-        "dirty" = false, "lockedBy" = NULL, "syncedSha" = ${sha}, "remoteHeadSha" = ${remoteHeadSha},
+        "dirty" = false, "lockedBy" = NULL, "syncTargetSha" = NULL, "syncedSha" = ${sha}, "remoteHeadSha" = ${remoteHeadSha},
         "failureCount" = 0, "lastError" = NULL, "lastErrorCode" = NULL,
-        "lastSyncedAt" = now(), "updatedAt" = now()
+        "lastSyncedAt" = now(), "updatedAt" = now(),
+        "headChangedAt" = CASE WHEN b."syncedSha" IS DISTINCT FROM ${sha} THEN now() ELSE b."headChangedAt" END
       FROM (SELECT "id", "dirty" FROM "Branch" WHERE "id" = ${branchId}::uuid FOR UPDATE) old
       WHERE b."id" = old."id" AND b."lockedBy" = ${lockedBy}
       RETURNING old."dirty" AS "followUp", b."repositoryId", b."tenantId"`;
@@ -136,7 +157,7 @@ export class SyncStateRepository implements SyncStateStore {
     const rows = await this.prisma.$queryRaw<{ followUp: boolean; repositoryId: string }[]>`
       UPDATE "Branch" b SET
         "status" = CASE WHEN old."dirty" THEN 'OUTDATED'::"SyncStatus" ELSE ${status}::"SyncStatus" END,
-        "dirty" = false, "lockedBy" = NULL, "failureCount" = b."failureCount" + 1,
+        "dirty" = false, "lockedBy" = NULL, "syncTargetSha" = NULL, "failureCount" = b."failureCount" + 1,
         "lastError" = ${message.slice(0, MAX_ERROR)}, "lastErrorCode" = ${code}, "updatedAt" = now()
       FROM (SELECT "id", "dirty" FROM "Branch" WHERE "id" = ${branchId}::uuid FOR UPDATE) old
       WHERE b."id" = old."id" AND b."lockedBy" = ${lockedBy}
@@ -313,4 +334,92 @@ export class SyncStateRepository implements SyncStateStore {
       data: { status: 'FAILED', lastError: error },
     });
   }
+
+  /** Accepted webhook deliveries not yet confirmed in the queue (Redis was down when they arrived). */
+  async unenqueuedDeliveries(olderThanMs: number, limit: number): Promise<string[]> {
+    const rows = await this.prisma.webhookDelivery.findMany({
+      where: {
+        outcome: 'ACCEPTED',
+        enqueuedAt: null,
+        receivedAt: { lt: new Date(Date.now() - olderThanMs) },
+      },
+      orderBy: { receivedAt: 'asc' },
+      take: limit,
+      select: { id: true },
+    });
+    return rows.map((r) => r.id);
+  }
+
+  async markDeliveriesEnqueued(ids: string[]): Promise<void> {
+    if (ids.length) {
+      await this.prisma.webhookDelivery.updateMany({
+        where: { id: { in: ids } },
+        data: { enqueuedAt: new Date() },
+      });
+    }
+  }
+
+  /** Forgets delivery ids older than the retention; returns how many were removed. */
+  async pruneDeliveries(olderThanDays: number): Promise<number> {
+    const { count } = await this.prisma.webhookDelivery.deleteMany({
+      where: { receivedAt: { lt: new Date(Date.now() - olderThanDays * 24 * 3600 * 1000) } },
+    });
+    return count;
+  }
+
+  /**
+   * Claims up to `limit` branches due for a poll (settled ones only: owed or running work needs no poll),
+   * leasing them for `leaseMs` so other workers skip them.
+   */
+  async claimDuePolls(limit: number, leaseMs: number): Promise<DuePoll[]> {
+    return this.prisma.$queryRaw<DuePoll[]>`
+      WITH due AS (
+        SELECT b."id" FROM "Branch" b
+        WHERE b."deletedAt" IS NULL AND b."status" IN ('SYNCED', 'FAILED')
+          AND (b."nextPollAt" IS NULL OR b."nextPollAt" <= now())
+        ORDER BY b."nextPollAt" ASC NULLS FIRST
+        LIMIT ${limit}
+        FOR UPDATE SKIP LOCKED)
+      UPDATE "Branch" b SET "nextPollAt" = now() + make_interval(secs => ${leaseMs / 1000})
+      FROM due, "Repository" r
+      WHERE b."id" = due."id" AND r."id" = b."repositoryId"
+      RETURNING b."id", b."tenantId", b."repositoryId", b."name", b."syncedSha", b."headChangedAt", b."createdAt",
+        r."cloneUrl", r."provider", r."accessTokenEncrypted", r."lastWebhookAt"`;
+  }
+
+  async schedulePoll(branchId: string, at: Date): Promise<void> {
+    await this.prisma.branch.updateMany({ where: { id: branchId }, data: { nextPollAt: at } });
+  }
+
+  /** Marks settled branches owed (OUTDATED) for a trigger; returns those that changed. */
+  async markOwed(
+    branchIds: string[],
+    trigger: SyncTrigger,
+  ): Promise<{ id: string; tenantId: string; repositoryId: string }[]> {
+    if (!branchIds.length) return [];
+    const rows = await this.prisma.$queryRaw<{ id: string; tenantId: string; repositoryId: string }[]>`
+      UPDATE "Branch" SET
+        "dirty" = ("status" = 'SYNCING') OR "dirty",
+        "status" = CASE WHEN "status" = 'SYNCING' THEN "status" ELSE 'OUTDATED'::"SyncStatus" END,
+        "pendingTrigger" = ${trigger}::"SyncTrigger", "updatedAt" = now()
+      WHERE "id" = ANY(${branchIds}::uuid[]) AND "deletedAt" IS NULL
+      RETURNING "id", "tenantId", "repositoryId"`;
+    for (const repositoryId of new Set(rows.map((r) => r.repositoryId)))
+      await this.refreshRepository(repositoryId);
+    return rows;
+  }
+}
+
+export interface DuePoll {
+  id: string;
+  tenantId: string;
+  repositoryId: string;
+  name: string;
+  syncedSha: string | null;
+  headChangedAt: Date | null;
+  createdAt: Date;
+  cloneUrl: string;
+  provider: 'GITHUB' | 'GITLAB' | 'GIT';
+  accessTokenEncrypted: string | null;
+  lastWebhookAt: Date | null;
 }

@@ -194,6 +194,18 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
     }
   }
 
+  /** The remote's branches and heads, with the repository's credentials and the SSRF guard. */
+  async remoteBranches(repo: {
+    id: string;
+    provider: SyncRepository['provider'];
+    cloneUrl: string;
+    accessTokenEncrypted: string | null;
+  }): Promise<Map<string, string>> {
+    await createRemoteGuard(this.config.repositories.allowInsecureUrls)(repo.cloneUrl);
+    const heads = await this.mirror.lsRemote(repo.cloneUrl, await this.credentialsFor(repo));
+    return heads.branches;
+  }
+
   private async credentialsFor(repo: {
     id: string;
     provider: SyncRepository['provider'];

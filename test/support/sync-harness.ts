@@ -52,6 +52,7 @@ export class SyncHarness {
       SYNC_LOCK_DURATION_MS: '5000',
       SYNC_STALLED_INTERVAL_MS: '2000',
       RECONCILE_INTERVAL_MS: '60000',
+      POLL_TICK_MS: '3600000',
       ...overrides,
     });
     const git = await GitFixtureServer.start();

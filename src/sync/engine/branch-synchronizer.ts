@@ -96,7 +96,9 @@ export class BranchSynchronizer {
     };
 
     try {
-      const outcome = await this.attempt(branch, timed);
+      const outcome = await this.attempt(branch, timed, (sha) =>
+        this.store.setSyncTarget(branch.branchId, attempt.jobId, sha),
+      );
       await this.store.finishRun(runId, branch.syncedSha, outcome.run, timings);
       if (outcome.deleted) {
         await this.store.markBranchDeleted(branch.branchId, attempt.jobId);
@@ -134,6 +136,7 @@ export class BranchSynchronizer {
   private async attempt(
     branch: ClaimedBranch,
     timed: <T>(phase: string, step: () => Promise<T>) => Promise<T>,
+    announceTarget: (sha: string | null) => Promise<void>,
   ): Promise<{ run: RunOutcome; sha: string | null; remoteSha: string | null; deleted?: boolean }> {
     const repo = branch.repository;
     await this.guardRemote(repo.cloneUrl);
@@ -147,6 +150,7 @@ export class BranchSynchronizer {
       };
     }
     const remoteSha = heads.branches.get(branch.name);
+    await announceTarget(remoteSha ?? null);
     if (!remoteSha) {
       return {
         run: {

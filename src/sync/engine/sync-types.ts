@@ -44,6 +44,8 @@ export interface SyncStateStore {
   claimBranch(branchId: string, lockedBy: string): Promise<ClaimedBranch | null>;
   startRun(branch: ClaimedBranch, attempt: number, jobId: string): Promise<string>;
   finishRun(runId: string, fromSha: string | null, outcome: RunOutcome, timings: PhaseTimings): Promise<void>;
+  /** Records the head the running sync resolved (deliveries reporting it need no follow-up). */
+  setSyncTarget(branchId: string, lockedBy: string, sha: string | null): Promise<void>;
   /** The branch reached `sha` (null: empty repository). Returns whether a follow-up sync is owed. */
   completeBranch(
     branchId: string,

@@ -53,11 +53,31 @@ export class QueueSyncDispatcher implements SyncDispatcher, OnModuleInit {
     );
   }
 
-  /** Enqueues sync jobs for branches by id (duplicates of queued or running jobs are ignored by BullMQ). */
-  async enqueueBranches(tenantId: string, repositoryId: string, branchIds: string[]): Promise<void> {
-    for (const branchId of branchIds) {
-      await this.add(SyncJobName.SyncBranch, { tenantId, repositoryId, branchId }, syncBranchJobId(branchId));
+  async enqueueOwed(branches: { id: string; tenantId: string; repositoryId: string }[]): Promise<boolean> {
+    let all = true;
+    for (const b of branches) {
+      all =
+        (await this.add(
+          SyncJobName.SyncBranch,
+          { tenantId: b.tenantId, repositoryId: b.repositoryId, branchId: b.id },
+          syncBranchJobId(b.id),
+        )) && all;
     }
+    return all;
+  }
+
+  /** Enqueues sync jobs for branches by id (duplicates of queued or running jobs are ignored by BullMQ). */
+  async enqueueBranches(tenantId: string, repositoryId: string, branchIds: string[]): Promise<boolean> {
+    let all = true;
+    for (const branchId of branchIds) {
+      const added = await this.add(
+        SyncJobName.SyncBranch,
+        { tenantId, repositoryId, branchId },
+        syncBranchJobId(branchId),
+      );
+      all = added && all;
+    }
+    return all;
   }
 
   /**
@@ -76,7 +96,12 @@ export class QueueSyncDispatcher implements SyncDispatcher, OnModuleInit {
     await this.add(SyncJobName.ForgetRepository, { tenantId, repositoryId }, forgetJobId(repositoryId));
   }
 
-  private async add<N extends keyof SyncJobPayloads>(name: N, data: SyncJobPayloads[N], jobId: string) {
+  /** Adds a job; false (and a warning) when Redis did not take it: Postgres still says it is owed. */
+  private async add<N extends keyof SyncJobPayloads>(
+    name: N,
+    data: SyncJobPayloads[N],
+    jobId: string,
+  ): Promise<boolean> {
     try {
       await this.withTimeout(
         this.queue.add(name, data, {
@@ -84,11 +109,13 @@ export class QueueSyncDispatcher implements SyncDispatcher, OnModuleInit {
           jobId,
         }),
       );
+      return true;
     } catch (e) {
       this.logger.warn(
         { jobId, err: e instanceof Error ? e.message : String(e) },
         'enqueue failed; the reconciler will enqueue it when Redis is back',
       );
+      return false;
     }
   }
 

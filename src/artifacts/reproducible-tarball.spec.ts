@@ -1,0 +1,265 @@
+import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  appendFile,
+  chmod,
+  link,
+  mkdir,
+  mkdtemp,
+  rm,
+  symlink,
+  truncate,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { gunzipSync } from 'node:zlib';
+import { Parser, type ReadEntry } from 'tar';
+import { createReproducibleTarball, SnapshotNotArchivable } from './reproducible-tarball.js';
+
+const COMMIT_TIME = new Date('2024-05-06T07:08:09Z');
+const COMMIT_ID = 'a'.repeat(40);
+
+interface ListedEntry {
+  path: string;
+  type: string;
+  mode: number | undefined;
+  uid: number | undefined;
+  gid: number | undefined;
+  uname: string | undefined;
+  gname: string | undefined;
+  mtime: number | undefined;
+  linkpath: string | undefined;
+  sha256: string;
+}
+
+async function collect(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream as AsyncIterable<Buffer>) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}
+
+/** Every entry of a .tar.gz as node-tar parses it (pax records applied). */
+async function listEntries(archive: Buffer): Promise<ListedEntry[]> {
+  const entries: ListedEntry[] = [];
+  const parser = new Parser({
+    strict: true,
+    onReadEntry: (entry: ReadEntry) => {
+      const hash = createHash('sha256');
+      entry.on('data', (chunk: Buffer) => hash.update(chunk));
+      entry.on('end', () =>
+        entries.push({
+          path: entry.path,
+          type: entry.type,
+          mode: entry.mode,
+          uid: entry.uid,
+          gid: entry.gid,
+          uname: entry.uname,
+          gname: entry.gname,
+          mtime: entry.mtime?.getTime(),
+          linkpath: entry.linkpath,
+          sha256: hash.digest('hex'),
+        }),
+      );
+    },
+  });
+  await pipeline(Readable.from([archive]), parser as unknown as Writable);
+  return entries;
+}
+
+describe('createReproducibleTarball', () => {
+  let scratch: string;
+  let counter = 0;
+
+  beforeEach(async () => {
+    scratch = await mkdtemp(join(tmpdir(), 'reposync-tarball-spec-'));
+  });
+  afterEach(async () => {
+    await rm(scratch, { recursive: true, force: true });
+  });
+
+  /** A snapshot-like tree; `variant` changes everything git does not record (times, group bits, order). */
+  async function makeTree(variant: 0 | 1): Promise<string> {
+    const dir = join(scratch, `tree-${counter++}`);
+    const files: Array<[string, string | Buffer, number]> = [
+      ['b.txt', 'bee\n', 0o644],
+      ['a-b', 'dash\n', 0o644],
+      ['a/c.txt', 'in a\n', 0o644],
+      ['a/deeper/run.sh', '#!/bin/sh\necho hi\n', 0o755],
+      ['empty', '', 0o644],
+      ['bin.dat', Buffer.from(Array.from({ length: 3000 }, (_, i) => (i * 7) % 256)), 0o644],
+      ['ünï cødé 日本.txt', 'unicode\n', 0o644],
+      [`${'long-directory-name-'.repeat(6)}/${'f'.repeat(120)}.txt`, 'long\n', 0o644],
+    ];
+    if (variant === 1) files.reverse();
+    for (const [path, content, mode] of files) {
+      await mkdir(join(dir, path, '..'), { recursive: true });
+      await writeFile(join(dir, path), content);
+      // Group/other bits git ignores, and times that differ per checkout.
+      await chmod(join(dir, path), variant === 1 ? mode | 0o070 : mode);
+      await utimes(join(dir, path), 1000 + variant, 2000 + variant);
+    }
+    await symlink('a/c.txt', join(dir, 'link-to-c'));
+    await symlink('a', join(dir, 'link-to-dir'));
+    await mkdir(join(dir, 'submodule-placeholder'));
+    await mkdir(join(dir, '.git', 'objects'), { recursive: true });
+    await writeFile(join(dir, '.git', 'HEAD'), 'ref: refs/heads/main\n');
+    if (variant === 1) await chmod(join(dir, 'a'), 0o775);
+    return dir;
+  }
+
+  it('writes entries in git tree order with git modes, uid/gid 0, no names and the commit time', async () => {
+    const dir = await makeTree(0);
+    const { stream } = createReproducibleTarball(dir, { mtime: new Date(COMMIT_TIME.getTime() + 999) });
+    const entries = await listEntries(await collect(stream));
+
+    expect(entries.map((e) => e.path)).toEqual([
+      'a-b',
+      'a/',
+      'a/c.txt',
+      'a/deeper/',
+      'a/deeper/run.sh',
+      'b.txt',
+      'bin.dat',
+      'empty',
+      'link-to-c',
+      'link-to-dir',
+      `${'long-directory-name-'.repeat(6)}/`,
+      `${'long-directory-name-'.repeat(6)}/${'f'.repeat(120)}.txt`,
+      'submodule-placeholder/',
+      'ünï cødé 日本.txt',
+    ]);
+    for (const entry of entries) {
+      expect(entry).toMatchObject({ uid: 0, gid: 0, uname: '', gname: '', mtime: COMMIT_TIME.getTime() });
+    }
+    const byPath = new Map(entries.map((e) => [e.path, e]));
+    expect(byPath.get('a/')).toMatchObject({ type: 'Directory', mode: 0o755 });
+    expect(byPath.get('a/deeper/run.sh')).toMatchObject({ type: 'File', mode: 0o755 });
+    expect(byPath.get('b.txt')).toMatchObject({ type: 'File', mode: 0o644 });
+    expect(byPath.get('link-to-c')).toMatchObject({ type: 'SymbolicLink', linkpath: 'a/c.txt', mode: 0o777 });
+    expect(byPath.get('link-to-dir')).toMatchObject({ type: 'SymbolicLink', linkpath: 'a' });
+    expect(byPath.get('bin.dat')?.sha256).toBe(
+      createHash('sha256')
+        .update(Buffer.from(Array.from({ length: 3000 }, (_, i) => (i * 7) % 256)))
+        .digest('hex'),
+    );
+    expect(entries.some((e) => e.path.includes('.git'))).toBe(false);
+  });
+
+  it('gives byte-identical output for the same tree whatever the checkout looked like', async () => {
+    const first = createReproducibleTarball(await makeTree(0), { mtime: COMMIT_TIME, commitId: COMMIT_ID });
+    const second = createReproducibleTarball(await makeTree(1), { mtime: COMMIT_TIME, commitId: COMMIT_ID });
+    const [a, b] = await Promise.all([collect(first.stream), collect(second.stream)]);
+    expect(a.equals(b)).toBe(true);
+    const digest = await first.digest;
+    expect(digest).toEqual(await second.digest);
+    expect(digest).toEqual({ size: a.length, sha256: createHash('sha256').update(a).digest('hex') });
+
+    const other = createReproducibleTarball(await makeTree(0), {
+      mtime: new Date(COMMIT_TIME.getTime() + 1000),
+    });
+    expect((await collect(other.stream)).equals(a)).toBe(false);
+  });
+
+  it('writes a fixed gzip header: no name, mtime 0, level-6 flags, OS Unix', async () => {
+    const { stream } = createReproducibleTarball(await makeTree(0), { mtime: COMMIT_TIME });
+    const archive = await collect(stream);
+    expect([...archive.subarray(0, 10)]).toEqual([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]);
+    const tar = gunzipSync(archive);
+    expect(tar.length % 512).toBe(0);
+    expect(tar.subarray(tar.length - 1024).equals(Buffer.alloc(1024))).toBe(true);
+  });
+
+  it('records the commit in a pax global header that git get-tar-commit-id reads', async () => {
+    const { stream } = createReproducibleTarball(await makeTree(0), {
+      mtime: COMMIT_TIME,
+      commitId: COMMIT_ID,
+    });
+    const tar = gunzipSync(await collect(stream));
+    expect(execFileSync('git', ['get-tar-commit-id'], { input: tar }).toString().trim()).toBe(COMMIT_ID);
+  });
+
+  it('archives hard links as plain files, as git has none', async () => {
+    const dir = join(scratch, 'hardlinks');
+    await mkdir(dir);
+    await writeFile(join(dir, 'one'), 'same inode\n');
+    await link(join(dir, 'one'), join(dir, 'two'));
+    const entries = await listEntries(
+      await collect(createReproducibleTarball(dir, { mtime: COMMIT_TIME }).stream),
+    );
+    expect(entries.map((e) => [e.path, e.type, e.sha256])).toEqual([
+      ['one', 'File', createHash('sha256').update('same inode\n').digest('hex')],
+      ['two', 'File', createHash('sha256').update('same inode\n').digest('hex')],
+    ]);
+  });
+
+  it('gives an archive with no entries for an empty directory', async () => {
+    const dir = join(scratch, 'empty');
+    await mkdir(dir);
+    const archive = await collect(createReproducibleTarball(dir, { mtime: COMMIT_TIME }).stream);
+    expect(gunzipSync(archive).equals(Buffer.alloc(1024))).toBe(true);
+  });
+
+  it('fails on entries a git tree cannot hold', async () => {
+    const dir = join(scratch, 'fifo');
+    await mkdir(dir);
+    execFileSync('mkfifo', [join(dir, 'pipe')]);
+    const tarball = createReproducibleTarball(dir, { mtime: COMMIT_TIME });
+    await expect(collect(tarball.stream)).rejects.toBeInstanceOf(SnapshotNotArchivable);
+    await expect(tarball.digest).rejects.toBeInstanceOf(SnapshotNotArchivable);
+  });
+
+  it.each([
+    ['shrank', 16 * 1024 * 1024, async (path: string) => truncate(path, 10 * 1024 * 1024)],
+    ['grew', 16 * 1024 * 1024, async (path: string) => appendFile(path, 'x')],
+    ['grew', 16 * 1024 * 1024 + 100, async (path: string) => appendFile(path, 'x')],
+  ])('fails when a file %s while being archived (%i bytes)', async (how, size, change) => {
+    const dir = join(scratch, `changing-${counter++}`);
+    await mkdir(dir);
+    await writeFile(join(dir, 'big.bin'), randomBytes(size));
+    const tarball = createReproducibleTarball(dir, { mtime: COMMIT_TIME });
+    const chunks = tarball.stream[Symbol.asyncIterator]();
+    await chunks.next();
+    // The producer is at most a few MiB ahead of the reader (stream buffers), far from the end of the file.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await change(join(dir, 'big.bin'));
+    const drain = async (): Promise<void> => {
+      for (let next = await chunks.next(); !next.done; next = await chunks.next());
+    };
+    await expect(drain()).rejects.toThrow(new RegExp(`big.bin.*${how} while being archived`));
+  });
+
+  it('fails when the directory does not exist', async () => {
+    const tarball = createReproducibleTarball(join(scratch, 'missing'), { mtime: COMMIT_TIME });
+    await expect(collect(tarball.stream)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('stops with an AbortError when the signal aborts', async () => {
+    const dir = join(scratch, 'big');
+    await mkdir(dir);
+    await writeFile(join(dir, 'big.bin'), Buffer.alloc(8 * 1024 * 1024, 1));
+    const controller = new AbortController();
+    const tarball = createReproducibleTarball(dir, { mtime: COMMIT_TIME, signal: controller.signal });
+    let seen = 0;
+    const reading = (async () => {
+      for await (const chunk of tarball.stream as AsyncIterable<Buffer>) {
+        seen += chunk.length;
+        controller.abort();
+      }
+    })();
+    await expect(reading).rejects.toMatchObject({ name: 'AbortError' });
+    await expect(tarball.digest).rejects.toBeDefined();
+    expect(seen).toBeGreaterThan(0);
+  });
+
+  it('rejects an invalid date or commit id up front', () => {
+    expect(() => createReproducibleTarball(scratch, { mtime: new Date(Number.NaN) })).toThrow(TypeError);
+    expect(() => createReproducibleTarball(scratch, { mtime: COMMIT_TIME, commitId: 'HEAD' })).toThrow(
+      TypeError,
+    );
+  });
+});

@@ -1,0 +1,11 @@
+import { Module } from '@nestjs/common';
+import { WebhookCounters } from './webhook-counters.js';
+import { WebhookDeliveryRepository } from './webhook-delivery.repository.js';
+import { WebhookSetupController, WebhooksController } from './webhooks.controller.js';
+import { WebhooksService } from './webhooks.service.js';
+
+@Module({
+  controllers: [WebhooksController, WebhookSetupController],
+  providers: [WebhookDeliveryRepository, WebhooksService, WebhookCounters],
+})
+export class WebhooksModule {}

@@ -1,0 +1,218 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import type { TestTenant } from '../support/api-harness.js';
+import { SyncHarness } from '../support/sync-harness.js';
+import { githubExample, githubPush, githubSignature, gitlabPush } from '../support/webhook-payloads.js';
+
+interface Setup {
+  url: string;
+  secret: string;
+}
+
+describe('webhooks (signed real payloads over HTTP, real sync)', () => {
+  let h: SyncHarness;
+  let tenant: TestTenant;
+
+  beforeAll(async () => {
+    h = await SyncHarness.start({ PUBLIC_URL: 'https://reposync.example.com' });
+    tenant = await h.api.createTenant('hooks');
+  });
+
+  afterAll(async () => {
+    await h.stop();
+  });
+
+  async function trackedRepository(name: string) {
+    const remote = await h.git.createRepository(name);
+    const first = await remote.commit({ 'README.md': `# ${name}\n` });
+    const res = await h.api.request<{ id: string }>('POST', '/repositories', {
+      token: tenant.apiKey,
+      body: { url: remote.url, branches: ['main'] },
+    });
+    expect(res.status).toBe(201);
+    const branch = await h.waitForBranch(res.body.id, 'main', first);
+    const setup = await h.api.request<Setup>('POST', `/repositories/${res.body.id}/webhook`, {
+      token: tenant.apiKey,
+    });
+    expect(setup.status).toBe(201);
+    expect(setup.body.url).toBe(`https://reposync.example.com/webhooks/github?repository=${res.body.id}`);
+    return { remote, id: res.body.id, branchId: branch.id, first, secret: setup.body.secret };
+  }
+
+  async function postGithub(
+    repositoryId: string,
+    body: string,
+    headers: Record<string, string>,
+  ): Promise<{ status: number; body: Record<string, unknown> }> {
+    return h.api.request('POST', `/webhooks/github?repository=${repositoryId}`, {
+      rawBody: body,
+      headers: { 'content-type': 'application/json', ...headers },
+    });
+  }
+
+  async function deliveries(repositoryId: string): Promise<number> {
+    const { rows } = await h.db.query<{ n: string }>(
+      'SELECT count(*) AS n FROM "WebhookDelivery" WHERE "repositoryId" = $1',
+      [repositoryId],
+    );
+    return Number(rows[0]!.n);
+  }
+
+  it('accepts a signed GitHub push and syncs the pushed commit; a repeated delivery id changes nothing', async () => {
+    const r = await trackedRepository('gh-push');
+    const next = await r.remote.commit({ 'README.md': 'pushed\n' });
+    const body = JSON.stringify(githubPush('any/gh-push', 'main', r.first, next));
+    const headers = {
+      'x-github-event': 'push',
+      'x-github-delivery': randomUUID(),
+      'x-hub-signature-256': await githubSignature(r.secret, body),
+    };
+    const first = await postGithub(r.id, body, headers);
+    expect(first.status).toBe(202);
+    expect(first.body).toMatchObject({ outcome: 'ACCEPTED' });
+    await h.waitForBranch(r.id, 'main', next);
+
+    const again = await postGithub(r.id, body, headers);
+    expect(again.status).toBe(200);
+    expect(again.body).toMatchObject({ outcome: 'DUPLICATE' });
+    await new Promise((res) => setTimeout(res, 500));
+    const runs = await h.runs(r.branchId);
+    expect(runs.filter((run) => run.trigger === 'WEBHOOK')).toHaveLength(1);
+    expect(await deliveries(r.id)).toBe(1);
+  });
+
+  it('answers 401 to a tampered body, a wrong secret and a missing signature, and records nothing', async () => {
+    const r = await trackedRepository('gh-reject');
+    const next = await r.remote.commit({ 'README.md': 'not via webhook\n' });
+    const body = JSON.stringify(githubPush('any/gh-reject', 'main', r.first, next));
+    const good = await githubSignature(r.secret, body);
+    const base = { 'x-github-event': 'push' };
+    const tampered = await postGithub(r.id, body.replace(next, r.first), {
+      ...base,
+      'x-github-delivery': randomUUID(),
+      'x-hub-signature-256': good,
+    });
+    const wrongSecret = await postGithub(r.id, body, {
+      ...base,
+      'x-github-delivery': randomUUID(),
+      'x-hub-signature-256': await githubSignature('not-the-secret', body),
+    });
+    const missing = await postGithub(r.id, body, { ...base, 'x-github-delivery': randomUUID() });
+    for (const res of [tampered, wrongSecret, missing]) {
+      expect(res.status).toBe(401);
+      expect(res.body).toMatchObject({ code: 'UNAUTHENTICATED' });
+    }
+    await new Promise((res) => setTimeout(res, 500));
+    expect(await deliveries(r.id)).toBe(0);
+    const [branch] = await h.branches(r.id);
+    expect(branch).toMatchObject({ status: 'SYNCED', syncedSha: r.first });
+    expect(await h.runs(r.branchId)).toHaveLength(1);
+  });
+
+  it('rejects missing headers and malformed JSON with 400 after checking the signature', async () => {
+    const r = await trackedRepository('gh-bad');
+    const noEvent = await postGithub(r.id, '{}', {
+      'x-hub-signature-256': await githubSignature(r.secret, '{}'),
+    });
+    expect(noEvent.status).toBe(400);
+    const broken = '{"ref": ';
+    const malformed = await postGithub(r.id, broken, {
+      'x-github-event': 'push',
+      'x-github-delivery': randomUUID(),
+      'x-hub-signature-256': await githubSignature(r.secret, broken),
+    });
+    expect(malformed.status).toBe(400);
+    expect(malformed.body).toMatchObject({ code: 'MALFORMED_PAYLOAD' });
+    const unsignedBroken = await postGithub(r.id, broken, {
+      'x-github-event': 'push',
+      'x-github-delivery': randomUUID(),
+      'x-hub-signature-256': await githubSignature('wrong', broken),
+    });
+    expect(unsignedBroken.status).toBe(401);
+    expect(await deliveries(r.id)).toBe(0);
+  });
+
+  it('records ping and pull_request without syncing, and ignores repositories we do not track', async () => {
+    const r = await trackedRepository('gh-other');
+    for (const [event, payload] of [
+      ['ping', githubExample('ping')],
+      ['pull_request', githubExample('pull_request')],
+      ['watch', { action: 'started' }],
+    ] as const) {
+      const body = JSON.stringify(payload);
+      const res = await postGithub(r.id, body, {
+        'x-github-event': event,
+        'x-github-delivery': randomUUID(),
+        'x-hub-signature-256': await githubSignature(r.secret, body),
+      });
+      expect(res.status).toBe(202);
+      expect(res.body).toMatchObject({ outcome: 'IGNORED' });
+    }
+    expect(await deliveries(r.id)).toBe(3);
+    expect(await h.runs(r.branchId)).toHaveLength(1);
+
+    const unknown = await postGithub(randomUUID(), '{}', {
+      'x-github-event': 'push',
+      'x-github-delivery': randomUUID(),
+      'x-hub-signature-256': await githubSignature('whatever', '{}'),
+    });
+    expect(unknown.status).toBe(202);
+    expect(unknown.body).toMatchObject({ outcome: 'IGNORED' });
+  });
+
+  it('coalesces a burst of 200 deliveries for one branch into at most two runs', async () => {
+    const r = await trackedRepository('gh-burst');
+    const next = await r.remote.commit({ 'README.md': 'burst\n' });
+    const runsBefore = (await h.runs(r.branchId)).length;
+    const bodies = await Promise.all(
+      Array.from({ length: 200 }, async () => {
+        const body = JSON.stringify(githubPush('any/gh-burst', 'main', r.first, next));
+        return { body, signature: await githubSignature(r.secret, body) };
+      }),
+    );
+    const results = await Promise.all(
+      bodies.map(({ body, signature }) =>
+        postGithub(r.id, body, {
+          'x-github-event': 'push',
+          'x-github-delivery': randomUUID(),
+          'x-hub-signature-256': signature,
+        }),
+      ),
+    );
+    expect(results.filter((res) => res.status !== 202).map((res) => [res.status, res.body])).toEqual([]);
+    await h.waitForBranch(r.id, 'main', next);
+    await new Promise((res) => setTimeout(res, 1500));
+    const runs = (await h.runs(r.branchId)).slice(runsBefore);
+    expect(runs.length).toBeGreaterThanOrEqual(1);
+    expect(runs.length).toBeLessThanOrEqual(2);
+    expect(await deliveries(r.id)).toBe(200);
+  });
+
+  it('accepts a GitLab push with the secret token, dedupes on Idempotency-Key and rejects a wrong token', async () => {
+    const r = await trackedRepository('gl-push');
+    const setup = await h.api.request<Setup>('POST', `/repositories/${r.id}/webhook?provider=gitlab`, {
+      token: tenant.apiKey,
+    });
+    const next = await r.remote.commit({ 'README.md': 'from gitlab\n' });
+    const body = JSON.stringify(gitlabPush('group/gl-push', 'main', r.first, next));
+    const key = randomUUID();
+    const post = (token: string) =>
+      h.api.request('POST', `/webhooks/gitlab?repository=${r.id}`, {
+        rawBody: body,
+        headers: { 'x-gitlab-event': 'Push Hook', 'x-gitlab-token': token, 'idempotency-key': key },
+      });
+    expect((await post('wrong-token')).status).toBe(401);
+    const accepted = await post(setup.body.secret);
+    expect(accepted.status).toBe(202);
+    await h.waitForBranch(r.id, 'main', next);
+    expect((await post(setup.body.secret)).status).toBe(200);
+    expect(
+      (
+        await h.api.request('POST', `/webhooks/gitlab?repository=${r.id}`, {
+          rawBody: body,
+          headers: { 'x-gitlab-event': 'Push Hook', 'x-gitlab-token': setup.body.secret },
+        })
+      ).status,
+    ).toBe(400);
+  });
+});
