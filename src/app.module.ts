@@ -13,6 +13,8 @@ import { RedisModule } from './redis/redis.module.js';
 import { RepositoriesModule } from './repositories/repositories.module.js';
 import { SyncQueueModule } from './sync/queue/sync-queue.module.js';
 import { TenancyModule } from './tenancy/tenancy.module.js';
+import { ArchivesApiModule } from './artifacts/archives.controller.js';
+import { ArtifactsModule } from './artifacts/artifacts.module.js';
 import { WebhooksModule } from './webhooks/webhooks.module.js';
 
 /** The HTTP API: REST for tenants, repositories and health. Produces sync jobs, never runs them. */
@@ -31,6 +33,8 @@ export class AppModule {
         TenancyModule,
         ProjectsModule,
         RepositoriesModule,
+        ArtifactsModule,
+        ArchivesApiModule,
         WebhooksModule,
         HealthModule,
       ],

@@ -6,6 +6,7 @@ import { CryptoModule } from './common/crypto.module.js';
 import { pinoOptions } from './common/logging.js';
 import { DatabaseModule } from './database/database.module.js';
 import { RedisModule } from './redis/redis.module.js';
+import { ArtifactsModule } from './artifacts/artifacts.module.js';
 import { SyncQueueModule } from './sync/queue/sync-queue.module.js';
 import { PollScheduler } from './sync/poll-scheduler.js';
 import { SyncReconciler } from './sync/sync-reconciler.js';
@@ -25,6 +26,7 @@ export class WorkerModule {
         RedisModule,
         CryptoModule,
         SyncQueueModule,
+        ArtifactsModule,
       ],
       providers: [SyncStateRepository, SyncWorker, SyncReconciler, PollScheduler],
     };

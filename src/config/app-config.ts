@@ -24,6 +24,20 @@ export interface AppConfig {
     retentionDays: number;
   };
   polling: { minIntervalMs: number; maxIntervalMs: number; tickMs: number; batch: number };
+  archives: {
+    store: 's3' | 'filesystem';
+    directory: string;
+    prefix: string;
+    retention: number;
+    urlTtlSeconds: number;
+    s3: {
+      endpoint?: string;
+      region: string;
+      bucket: string;
+      forcePathStyle: boolean;
+      credentials?: { accessKeyId: string; secretAccessKey: string };
+    } | null;
+  };
   sync: {
     workspaceDir: string;
     workspaceMaxBytes: number;
@@ -88,6 +102,12 @@ export function loadConfig(source: Record<string, string | undefined>): AppConfi
   }
   const e = parsed.data;
   const keys = parseEncryptionKeys(e.ENCRYPTION_KEYS);
+  const store = e.ARCHIVE_STORE === 'auto' ? (e.S3_BUCKET ? 's3' : 'filesystem') : e.ARCHIVE_STORE;
+  if (store === 's3' && !e.S3_BUCKET)
+    throw new ConfigError(['S3_BUCKET: is required when ARCHIVE_STORE is s3']);
+  if (Boolean(e.S3_ACCESS_KEY_ID) !== Boolean(e.S3_SECRET_ACCESS_KEY)) {
+    throw new ConfigError(['S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY: set both or neither']);
+  }
   const activeKeyId = e.ENCRYPTION_ACTIVE_KEY_ID ?? keys[keys.length - 1]!.id;
   if (!keys.some((k) => k.id === activeKeyId)) {
     throw new ConfigError([
@@ -110,6 +130,26 @@ export function loadConfig(source: Record<string, string | undefined>): AppConfi
       githubHost: e.GITHUB_HOST.toLowerCase(),
       gitlabHost: e.GITLAB_HOST.toLowerCase(),
       retentionDays: e.WEBHOOK_DELIVERY_RETENTION_DAYS,
+    },
+    archives: {
+      store,
+      directory: e.ARCHIVE_DIR,
+      prefix: e.ARCHIVE_PREFIX,
+      retention: e.ARCHIVE_RETENTION,
+      urlTtlSeconds: e.ARCHIVE_URL_TTL_SECONDS,
+      s3:
+        store === 's3'
+          ? {
+              endpoint: e.S3_ENDPOINT,
+              region: e.S3_REGION,
+              bucket: e.S3_BUCKET!,
+              forcePathStyle: e.S3_FORCE_PATH_STYLE,
+              credentials:
+                e.S3_ACCESS_KEY_ID && e.S3_SECRET_ACCESS_KEY
+                  ? { accessKeyId: e.S3_ACCESS_KEY_ID, secretAccessKey: e.S3_SECRET_ACCESS_KEY }
+                  : undefined,
+            }
+          : null,
     },
     polling: {
       minIntervalMs: e.POLL_INTERVAL_MIN_MS,

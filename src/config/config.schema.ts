@@ -48,6 +48,21 @@ export const envSchema = z.object({
   POLL_TICK_MS: int(100, 3600 * 1000).default(5_000),
   POLL_BATCH: int(1, 10_000).default(50),
 
+  ARCHIVE_STORE: z.enum(['auto', 's3', 'filesystem']).default('auto'),
+  ARCHIVE_DIR: z.string().min(1).default('.artifacts'),
+  ARCHIVE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, 'letters, digits, . _ - and / between parts')
+    .default('archives'),
+  ARCHIVE_RETENTION: int(1, 10_000).default(10),
+  ARCHIVE_URL_TTL_SECONDS: int(1, 7 * 24 * 3600).default(900),
+  S3_ENDPOINT: z.string().url().optional(),
+  S3_REGION: z.string().min(1).default('us-east-1'),
+  S3_BUCKET: z.string().min(3, 'must be at least 3 characters').optional(),
+  S3_ACCESS_KEY_ID: z.string().min(1).optional(),
+  S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
+  S3_FORCE_PATH_STYLE: bool.default(false),
+
   ALLOW_INSECURE_REPOSITORY_URLS: bool.default(false),
   BODY_LIMIT_BYTES: int(1024, 100 * 1024 * 1024).default(25 * 1024 * 1024),
 

@@ -272,15 +272,30 @@ export class RepositoryView {
   }
 }
 
+export class BranchArchiveView {
+  @ApiProperty() sha!: string;
+  @ApiProperty() sizeBytes!: number;
+  @ApiProperty() sha256!: string;
+  @ApiProperty({ format: 'date-time' }) createdAt!: string;
+}
+
+export class BranchDetailView extends BranchView {
+  @ApiProperty({ type: BranchArchiveView, nullable: true, description: 'Archive of the synced commit' })
+  archive!: BranchArchiveView | null;
+}
+
 export class RepositoryDetailView extends RepositoryView {
-  @ApiProperty({ type: [BranchView] }) branches!: BranchView[];
+  @ApiProperty({ type: [BranchDetailView] }) branches!: BranchDetailView[];
   @ApiProperty({ type: [SyncRunView], description: 'The most recent runs, newest first' })
   recentRuns!: SyncRunView[];
 
   static detail(r: RepositoryDetail): RepositoryDetailView {
     return {
       ...RepositoryView.of(r),
-      branches: r.branches.map((b) => BranchView.of(b)),
+      branches: r.branches.map((b) => ({
+        ...BranchView.of(b),
+        archive: b.archive ? { ...b.archive, createdAt: b.archive.createdAt.toISOString() } : null,
+      })),
       recentRuns: r.recentRuns.map((run) => SyncRunView.of(run)),
     };
   }

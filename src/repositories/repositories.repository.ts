@@ -173,7 +173,23 @@ export class RepositoriesRepository {
     });
     if (!row) return null;
     const { branches, syncRuns, ...repo } = row;
-    return { ...toRepository(repo), branches: branches.map(toBranch), recentRuns: syncRuns.map(toRun) };
+    // Each branch's archive is the one of the commit it is synced at.
+    const shas = branches.map((b) => b.syncedSha).filter((sha): sha is string => sha !== null);
+    const archives = shas.length
+      ? await this.prisma.archive.findMany({
+          where: { tenantId, repositoryId: id, sha: { in: shas }, deletingAt: null },
+          select: { sha: true, sizeBytes: true, sha256: true, createdAt: true },
+        })
+      : [];
+    const bySha = new Map(archives.map((a) => [a.sha, { ...a, sizeBytes: Number(a.sizeBytes) }]));
+    return {
+      ...toRepository(repo),
+      branches: branches.map((b) => ({
+        ...toBranch(b),
+        archive: (b.syncedSha && bySha.get(b.syncedSha)) || null,
+      })),
+      recentRuns: syncRuns.map(toRun),
+    };
   }
 
   async list(

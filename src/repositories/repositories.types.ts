@@ -68,8 +68,15 @@ export interface RepositoryRecord {
   updatedAt: Date;
 }
 
+export interface BranchArchive {
+  sha: string;
+  sizeBytes: number;
+  sha256: string;
+  createdAt: Date;
+}
+
 export interface RepositoryDetail extends RepositoryRecord {
-  branches: BranchRecord[];
+  branches: (BranchRecord & { archive: BranchArchive | null })[];
   recentRuns: SyncRunRecord[];
 }
 

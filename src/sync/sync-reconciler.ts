@@ -7,6 +7,7 @@ import {
   type OnModuleDestroy,
 } from '@nestjs/common';
 import type { Queue } from 'bullmq';
+import { RevisionArchiver } from '../artifacts/revision-archiver.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { QueueSyncDispatcher } from './queue/queue-sync-dispatcher.js';
 import { SYNC_QUEUE, syncBranchJobId } from './queue/sync-jobs.js';
@@ -33,6 +34,7 @@ export class SyncReconciler implements OnApplicationBootstrap, OnModuleDestroy {
     private readonly state: SyncStateRepository,
     private readonly dispatcher: QueueSyncDispatcher,
     @InjectQueue(SYNC_QUEUE) private readonly queue: Queue,
+    private readonly archiver: RevisionArchiver,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -82,6 +84,7 @@ export class SyncReconciler implements OnApplicationBootstrap, OnModuleDestroy {
     }
     if (allQueued) await this.state.markDeliveriesEnqueued(deliveries);
     await this.state.pruneDeliveries(this.config.webhooks.retentionDays);
+    await this.archiver.retryPendingDeletions();
     const waiting = await this.state.repositoriesAwaitingOnboarding(
       this.config.sync.reconcileIntervalMs,
       BATCH,

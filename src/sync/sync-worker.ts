@@ -8,6 +8,7 @@ import {
   type OnModuleDestroy,
 } from '@nestjs/common';
 import { DelayedError, type Job, type Queue, UnrecoverableError, Worker } from 'bullmq';
+import { RevisionArchiver } from '../artifacts/revision-archiver.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { SecretBox } from '../common/secret-box.js';
 import { RedisService } from '../redis/redis.service.js';
@@ -62,6 +63,7 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
     private readonly redis: RedisService,
     private readonly dispatcher: QueueSyncDispatcher,
     @InjectQueue(SYNC_QUEUE) private readonly queue: Queue,
+    private readonly archiver: RevisionArchiver,
   ) {
     const root = resolve(config.sync.workspaceDir);
     this.workspaces = new WorkspaceCache({
@@ -88,6 +90,7 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
       (repo) => this.credentialsFor(repo),
       createRemoteGuard(this.config.repositories.allowInsecureUrls),
       (msg, fields) => this.logger.log(fields ?? {}, msg),
+      this.archiver,
     );
     this.slots = new TenantSlots(
       this.redis.client,

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, utimes } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, readdir, rm, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative, sep } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Parser, type ReadEntry } from 'tar';
@@ -13,6 +13,7 @@ import { FilesystemArtifactStore } from '../../src/artifacts/filesystem-artifact
 import { createReproducibleTarball, TARBALL_CONTENT_TYPE } from '../../src/artifacts/reproducible-tarball.js';
 import { S3ArtifactStore } from '../../src/artifacts/s3-artifact-store.js';
 import { GitFixtureServer, runFixtureGit, type FixtureRepository } from '../fixtures/git-server.js';
+import { describeTree } from '../support/tree-listing.js';
 import { S3FixtureServer } from '../fixtures/s3-server.js';
 
 const TENANT = '6f1c2a1e-8d5b-4c1e-9a43-1b2c3d4e5f60';
@@ -75,28 +76,6 @@ async function listTar(archive: Buffer): Promise<TarListing[]> {
   });
   await pipeline(Readable.from([archive]), parser as unknown as Writable);
   return entries;
-}
-
-/** What an extracted tree holds, path by path: directories, files (bytes + executable bit), symlinks. */
-async function describeTree(root: string): Promise<string[]> {
-  const found: string[] = [];
-  const walk = async (dir: string): Promise<void> => {
-    for (const name of await readdir(dir)) {
-      const full = join(dir, name);
-      const path = relative(root, full).split(sep).join('/');
-      const stats = await lstat(full);
-      if (stats.isSymbolicLink()) found.push(`link ${path} -> ${await readlink(full)}`);
-      else if (stats.isDirectory()) {
-        found.push(`dir  ${path}`);
-        await walk(full);
-      } else {
-        const exec = stats.mode & 0o100 ? 'x' : '-';
-        found.push(`file ${path} ${exec} ${stats.size} ${sha256(await readFile(full))}`);
-      }
-    }
-  };
-  await walk(root);
-  return found.sort();
 }
 
 /** A body that yields `bytes` of random data, then fails with `error`. */

@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { type AppConfig, loadConfig } from '../../src/config/app-config.js';
 import { TEST_REDIS_URL } from '../setup/test-env.js';
 
@@ -15,6 +17,7 @@ export function testConfig(databaseUrl: string, overrides: Record<string, string
     QUEUE_PREFIX: `rstest-${randomBytes(4).toString('hex')}`,
     ADMIN_TOKEN: TEST_ADMIN_TOKEN,
     ENCRYPTION_KEYS: `t1:${randomBytes(32).toString('base64')}`,
+    ARCHIVE_DIR: join(tmpdir(), `reposync-artifacts-${randomBytes(4).toString('hex')}`),
     ...overrides,
   });
 }

@@ -15,6 +15,19 @@ export type CredentialSource = (repository: SyncRepository) => Promise<GitCreden
 /** Refuses remotes that resolve to internal addresses (SSRF), unless configured otherwise. */
 export type RemoteGuard = (cloneUrl: string) => Promise<void>;
 
+/** The archive step of a sync (RevisionArchiver), kept behind an interface so the engine stays storage-agnostic. */
+export interface RevisionArchiving {
+  archive(r: {
+    tenantId: string;
+    repositoryId: string;
+    branchId: string;
+    sha: string;
+    snapshotDir: string;
+    commitTime: Date;
+  }): Promise<{ archive: { sizeBytes: number }; reused: boolean }>;
+  applyRetention(branchId: string): Promise<number>;
+}
+
 export interface SyncAttempt {
   branchId: string;
   /** The queue job's id: the compare-and-set key of the branch lock. */
@@ -76,6 +89,7 @@ export class BranchSynchronizer {
     private readonly credentials: CredentialSource,
     private readonly guardRemote: RemoteGuard,
     private readonly log: (msg: string, fields?: object) => void = () => undefined,
+    private readonly archiver: RevisionArchiving | null = null,
   ) {}
 
   /** Runs one attempt for a branch and records its outcome. */
@@ -103,6 +117,11 @@ export class BranchSynchronizer {
       if (outcome.deleted) {
         await this.store.markBranchDeleted(branch.branchId, attempt.jobId);
         return { kind: 'done', outcome: 'NOOP', followUp: false, sha: null };
+      }
+      if (this.archiver && outcome.run.status === 'SUCCEEDED') {
+        await this.archiver.applyRetention(branch.branchId).catch((e: unknown) => {
+          this.log('archive retention failed; retried later', { branchId: branch.branchId, err: String(e) });
+        });
       }
       const followUp = await this.store.completeBranch(
         branch.branchId,
@@ -213,6 +232,22 @@ export class BranchSynchronizer {
       const { filesChanged } = await timed('checkout', () =>
         this.mirror.checkoutSnapshot(lease.gitDir, snapshotDir, fetched.sha, credentials),
       );
+      if (this.archiver) {
+        // The branch becomes SYNCED only once its archive is recorded: a failure here fails the attempt.
+        const archiver = this.archiver;
+        const commitTime = await this.mirror.commitTime(lease.gitDir, fetched.sha);
+        const archived = await timed('archive', () =>
+          archiver.archive({
+            tenantId: branch.tenantId,
+            repositoryId: repo.id,
+            branchId: branch.branchId,
+            sha: fetched.sha,
+            snapshotDir,
+            commitTime,
+          }),
+        );
+        reason = `${reason}; archive ${archived.reused ? 'reused' : 'stored'} (${archived.archive.sizeBytes} bytes)`;
+      }
       return {
         run: {
           status: 'SUCCEEDED',

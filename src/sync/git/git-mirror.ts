@@ -232,6 +232,19 @@ export class GitMirror {
     return stdout.trim();
   }
 
+  /** Committer date of a commit (archives use it as every entry's mtime, as `git archive` does). */
+  async commitTime(gitDir: string, sha: string): Promise<Date> {
+    assertObjectId(sha);
+    const { stdout } = await this.runner.run(
+      ['--git-dir', gitDir, 'show', '-s', '--format=%ct', sha],
+      this.localOptions(),
+    );
+    const seconds = Number(stdout.trim());
+    if (!Number.isSafeInteger(seconds))
+      throw new GitCommandFailedError(`git show: no commit time for ${sha}`);
+    return new Date(seconds * 1000);
+  }
+
   private async fetchBranch(
     gitDir: string,
     branch: string,

@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "Archive" ADD COLUMN     "deletingAt" TIMESTAMP(3);

@@ -1,0 +1,199 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import type { TestTenant } from '../support/api-harness.js';
+import { SyncHarness } from '../support/sync-harness.js';
+import { githubPush, githubSignature } from '../support/webhook-payloads.js';
+
+/** How many deliveries arrive while Redis is down. */
+const DELIVERIES = 20;
+/** The enqueue gives up after 2 s, and it runs after the answer: an answer never waits for it. */
+const MAX_ANSWER_MS = 3000;
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  server.close();
+  await once(server, 'close');
+  if (!address || typeof address === 'string') throw new Error('no TCP port');
+  return address.port;
+}
+
+/**
+ * A redis-server of this test file's own, on a port of its own: the machine's Redis on 6379 is shared
+ * with other test runs and must never be stopped. No persistence: a restart comes back empty, like a
+ * lost Redis, so only what Postgres recorded can bring the work back.
+ */
+class PrivateRedis {
+  private child?: ChildProcess;
+
+  private constructor(readonly port: number) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  get running(): boolean {
+    return this.child !== undefined;
+  }
+
+  static async start(): Promise<PrivateRedis> {
+    const redis = new PrivateRedis(await freePort());
+    await redis.restart();
+    return redis;
+  }
+
+  /** Starts redis-server on the same port and resolves once it accepts connections. */
+  async restart(): Promise<void> {
+    if (this.child) return;
+    const child = spawn(
+      'redis-server',
+      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let output = '';
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`redis-server did not start on ${this.port} within 10 s:\n${output}`));
+      }, 10_000);
+      const onData = (chunk: Buffer) => {
+        output += chunk.toString('utf8');
+        if (output.includes('Ready to accept connections')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      child.stdout.on('data', onData);
+      child.stderr.on('data', onData);
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`redis-server exited (${code ?? signal}) on ${this.port}:\n${output}`));
+      });
+    });
+    // Keep draining its log so the pipe never fills.
+    child.stdout?.resume();
+    child.stderr?.resume();
+    this.child = child;
+  }
+
+  /** Kills the server abruptly (an outage, not a shutdown) and waits for it to be gone. */
+  async kill(): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    this.child = undefined;
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = once(child, 'exit');
+    child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+describe('webhooks while Redis is down (private redis-server)', () => {
+  let redis: PrivateRedis;
+  let h: SyncHarness;
+  let tenant: TestTenant;
+
+  beforeAll(async () => {
+    redis = await PrivateRedis.start();
+    h = await SyncHarness.start({ REDIS_URL: redis.url, RECONCILE_INTERVAL_MS: '1000' });
+    tenant = await h.api.createTenant('outage');
+  });
+
+  afterAll(async () => {
+    // Closing the worker and the queues waits on Redis: bring it back first if a failed test left it down.
+    // The harness then clears its key prefix on the shared Redis, where this file wrote nothing: harmless.
+    // The private server's own keys go with it (no persistence).
+    try {
+      if (redis && !redis.running) await redis.restart();
+      await h?.stop();
+    } finally {
+      await redis?.kill();
+    }
+  });
+
+  async function deliveryRows(repositoryId: string) {
+    const { rows } = await h.db.query<{ deliveryId: string; outcome: string; enqueuedAt: Date | null }>(
+      'SELECT "deliveryId", "outcome", "enqueuedAt" FROM "WebhookDelivery" WHERE "repositoryId" = $1',
+      [repositoryId],
+    );
+    return rows;
+  }
+
+  it('answers every delivery at once, records it, and syncs once when Redis is back', async () => {
+    const remote = await h.git.createRepository('outage');
+    const first = await remote.commit({ 'README.md': '# outage\n' });
+    const created = await h.api.request<{ id: string }>('POST', '/repositories', {
+      token: tenant.apiKey,
+      body: { url: remote.url, branches: ['main'] },
+    });
+    expect(created.status).toBe(201);
+    const repositoryId = created.body.id;
+    const branch = await h.waitForBranch(repositoryId, 'main', first);
+    const setup = await h.api.request<{ secret: string }>('POST', `/repositories/${repositoryId}/webhook`, {
+      token: tenant.apiKey,
+    });
+    expect(setup.status).toBe(201);
+    const runsBefore = (await h.runs(branch.id)).length;
+
+    const pushed = await remote.commit({ 'README.md': 'pushed during the outage\n' });
+    // One body (one signature) for every delivery: only the delivery id header differs.
+    const body = JSON.stringify(githubPush('any/outage', 'main', first, pushed));
+    const signature = await githubSignature(setup.body.secret, body);
+    await redis.kill();
+
+    const deliveryIds = Array.from({ length: DELIVERIES }, () => randomUUID());
+    const answers: { status: number; outcome: unknown; ms: number }[] = [];
+    for (const deliveryId of deliveryIds) {
+      const started = performance.now();
+      const res = await h.api.request(`POST`, `/webhooks/github?repository=${repositoryId}`, {
+        rawBody: body,
+        headers: {
+          'content-type': 'application/json',
+          'x-github-event': 'push',
+          'x-github-delivery': deliveryId,
+          'x-hub-signature-256': signature,
+        },
+      });
+      answers.push({ status: res.status, outcome: res.body.outcome, ms: performance.now() - started });
+    }
+    expect(answers.filter((a) => a.status !== 202 || a.outcome !== 'ACCEPTED')).toEqual([]);
+    expect(answers.filter((a) => a.ms >= MAX_ANSWER_MS)).toEqual([]);
+
+    // Still down: every delivery is recorded, none marked enqueued, the branch is owed.
+    const recorded = await deliveryRows(repositoryId);
+    expect(recorded.map((r) => r.deliveryId).sort()).toEqual([...deliveryIds].sort());
+    expect(recorded.filter((r) => r.outcome !== 'ACCEPTED' || r.enqueuedAt !== null)).toEqual([]);
+    const [owed] = await h.branches(repositoryId);
+    expect(owed).toMatchObject({ status: 'OUTDATED', syncedSha: first });
+    // Give the failed enqueues (2 s) and a few reconciler passes time to fail while Redis is down.
+    await new Promise((r) => setTimeout(r, 2500));
+    expect((await deliveryRows(repositoryId)).filter((r) => r.enqueuedAt !== null)).toEqual([]);
+
+    await redis.restart();
+    await h.waitForBranch(repositoryId, 'main', pushed, 60_000);
+    await h.waitFor(
+      'every delivery marked enqueued',
+      async () => {
+        const rows = await deliveryRows(repositoryId);
+        return rows.length === DELIVERIES && rows.every((r) => r.enqueuedAt !== null) ? rows : undefined;
+      },
+      30_000,
+    );
+    // Let any duplicate job (an enqueue left in the client's offline queue, the reconciler) show up.
+    await new Promise((r) => setTimeout(r, 2000));
+    const runs = (await h.runs(branch.id)).slice(runsBefore);
+    expect(runs.filter((run) => run.status === 'SUCCEEDED' && run.toSha === pushed)).toHaveLength(1);
+    expect(runs.length).toBeGreaterThanOrEqual(1);
+    expect(runs.length).toBeLessThanOrEqual(2);
+    expect(runs.filter((run) => run.status === 'FAILED')).toEqual([]);
+    expect(await h.branches(repositoryId)).toEqual([
+      expect.objectContaining({ status: 'SYNCED', syncedSha: pushed, dirty: false }),
+    ]);
+  }, 120_000);
+});
