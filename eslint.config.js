@@ -3,6 +3,22 @@ import prettier from 'eslint-config-prettier';
 import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
+const PRISMA_FILES = ['src/**/*.repository.ts', 'src/database/**', 'src/generated/**'];
+const S3_FILES = ['src/artifacts/s3-artifact-store.ts'];
+const GRAPH_FILES = ['src/graph/**'];
+const prisma = [
+  { group: ['**/database/prisma.service.js'], message: 'Only *.repository.ts files may use Prisma.' },
+  { group: ['**/generated/prisma/*'], message: 'Only *.repository.ts files may use Prisma types.' },
+];
+const s3 = [
+  { group: ['@aws-sdk/*'], message: 'Only src/artifacts/s3-artifact-store.ts may use the S3 client.' },
+];
+const graph = [{ group: ['neo4j-driver'], message: 'Only src/graph/ may use neo4j-driver.' }];
+
+function restrictImports(files, ignores, groups) {
+  return [{ files, ignores, rules: { 'no-restricted-imports': ['error', { patterns: groups.flat() }] } }];
+}
+
 export default tseslint.config(
   {
     ignores: [
@@ -34,25 +50,12 @@ export default tseslint.config(
       '@typescript-eslint/no-extraneous-class': 'off',
     },
   },
-  {
-    // Only repository classes talk to the database.
-    files: ['src/**/*.ts'],
-    ignores: ['src/**/*.repository.ts', 'src/database/**', 'src/generated/**'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            {
-              group: ['**/database/prisma.service.js'],
-              message: 'Only *.repository.ts files may use Prisma.',
-            },
-            { group: ['**/generated/prisma/*'], message: 'Only *.repository.ts files may use Prisma types.' },
-          ],
-        },
-      ],
-    },
-  },
+  // Side-effect edges stay in their own files: Prisma in *.repository.ts, S3 in the S3 artifact store,
+  // Neo4j in src/graph/.
+  ...restrictImports(['src/**/*.ts'], [PRISMA_FILES, S3_FILES, GRAPH_FILES].flat(), [prisma, s3, graph]),
+  ...restrictImports(PRISMA_FILES, [], [s3, graph]),
+  ...restrictImports(S3_FILES, [], [prisma, graph]),
+  ...restrictImports(GRAPH_FILES, [], [prisma, s3]),
   {
     files: ['**/*.js', '**/*.mjs'],
     ...tseslint.configs.disableTypeChecked,
