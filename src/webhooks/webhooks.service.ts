@@ -75,7 +75,7 @@ export class WebhooksService {
       throw new Unauthenticated('the signature does not match the body: check the webhook secret');
     }
     const payload = this.parse(raw, 'github');
-    return this.accept('GITHUB', deliveryId, event, githubEvent(event, payload), target.repositoryId);
+    return this.accept('GITHUB', deliveryId, event, githubEvent(event, payload), target.repository);
   }
 
   async gitlab(
@@ -104,7 +104,7 @@ export class WebhooksService {
       throw new Unauthenticated('the X-Gitlab-Token does not match: check the webhook secret token');
     }
     const payload = this.parse(raw, 'gitlab');
-    return this.accept('GITLAB', deliveryId, event, gitlabEvent(event, payload), target.repositoryId);
+    return this.accept('GITLAB', deliveryId, event, gitlabEvent(event, payload), target.repository);
   }
 
   /** Creates (or replaces) the webhook secret of a repository; the secret is shown once. */
@@ -126,7 +126,7 @@ export class WebhooksService {
   private async resolveSecret(
     provider: Provider,
     repositoryId: string | undefined,
-  ): Promise<{ secret: string; repositoryId: string | null } | 'unknown'> {
+  ): Promise<{ secret: string; repository: { id: string; tenantId: string } | null } | 'unknown'> {
     if (repositoryId !== undefined) {
       if (!UUID.test(repositoryId)) return 'unknown';
       const target = await this.deliveries.target(repositoryId);
@@ -140,7 +140,7 @@ export class WebhooksService {
       }
       return {
         secret: this.secrets.decrypt(target.webhookSecretEncrypted, webhookSecretContext(repositoryId)),
-        repositoryId,
+        repository: { id: target.id, tenantId: target.tenantId },
       };
     }
     const shared =
@@ -153,7 +153,7 @@ export class WebhooksService {
         'add ?repository=<id> to the webhook URL (no app-level webhook secret is configured)',
       );
     }
-    return { secret: shared, repositoryId: null };
+    return { secret: shared, repository: null };
   }
 
   private parse(raw: Buffer, provider: string): unknown {
@@ -185,12 +185,11 @@ export class WebhooksService {
     deliveryId: string,
     event: string,
     hostEvent: HostEvent,
-    repositoryId: string | null,
+    target: { id: string; tenantId: string } | null,
   ): Promise<WebhookResult> {
     let repositories: { id: string; tenantId: string }[] = [];
-    if (repositoryId) {
-      const target = await this.deliveries.target(repositoryId);
-      if (target) repositories = [{ id: target.id, tenantId: target.tenantId }];
+    if (target) {
+      repositories = [target];
     } else if (hostEvent.repository) {
       const host = provider === 'GITHUB' ? this.config.webhooks.githubHost : this.config.webhooks.gitlabHost;
       repositories = await this.deliveries.repositoriesNamed(
@@ -207,7 +206,7 @@ export class WebhooksService {
         ? `branch ${hostEvent.branch} at ${hostEvent.after ?? 'unknown head'}`
         : hostEvent.kind === 'branch-deleted'
           ? `branch ${hostEvent.branch} deleted`
-          : repositories.length || repositoryId
+          : repositories.length
             ? hostEvent.detail
             : `${hostEvent.detail}; repository not tracked`;
     const recorded = await this.deliveries.record({
