@@ -12,7 +12,7 @@ const MAX_ERROR = 2000;
 export class SyncStateRepository implements SyncStateStore {
   constructor(private readonly prisma: PrismaService) {}
 
-  async claimBranch(branchId: string, lockedBy: string): Promise<ClaimedBranch | null> {
+  async claimBranch(branchId: string, lockedBy: string, jobId: string): Promise<ClaimedBranch | null> {
     return this.prisma.$transaction(async (tx) => {
       // Row lock: a trigger arriving now waits and then sees SYNCING (and marks the branch dirty).
       const rows = await tx.$queryRaw<
@@ -27,8 +27,10 @@ export class SyncStateRepository implements SyncStateStore {
         WHERE "id" = ${branchId}::uuid AND "deletedAt" IS NULL FOR UPDATE`;
       const current = rows[0];
       if (!current) return null;
-      // Compare-and-set: SYNCING held by another job is not ours to take.
-      if (current.status === 'SYNCING' && current.lockedBy !== lockedBy && current.lockedBy !== null) {
+      // Compare-and-set: SYNCING held by another job is not ours to take; an earlier pickup of this job
+      // (its worker died or lost the queue lock) is, and its token stops working from now on.
+      const heldByThisJob = current.lockedBy?.startsWith(`${jobId}:`) ?? true;
+      if (current.status === 'SYNCING' && current.lockedBy !== lockedBy && !heldByThisJob) {
         throw new Error(`branch ${branchId} is being synced by ${current.lockedBy}`);
       }
       const abandoned = await tx.syncRun.updateMany({

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import { InjectQueue } from '@nestjs/bullmq';
 import {
@@ -30,6 +31,7 @@ import {
 import { createRemoteGuard } from './remote-guard.js';
 import { SyncStateRepository } from './sync-state.repository.js';
 import { TenantSlots } from './tenant-slots.js';
+import { killOrphanedGit } from './workspace/orphaned-git.js';
 import { WorkspaceCache } from './workspace/workspace-cache.js';
 
 /** Username git sends with a token, per host convention. */
@@ -75,6 +77,7 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
 
   async onApplicationBootstrap(): Promise<void> {
     const cfg = this.config.sync;
+    await killOrphanedGit(resolve(cfg.workspaceDir), (msg, fields) => this.logger.warn(fields ?? {}, msg));
     this.runner = new GitRunner({
       defaultTimeoutMs: cfg.gitTimeoutMs,
       askpassDir: resolve(cfg.workspaceDir, 'askpass'),
@@ -155,6 +158,7 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
       result = await this.synchronizer.sync({
         branchId,
         jobId,
+        lockToken: `${jobId}:${token ?? randomUUID()}`,
         attempt,
         lastAttempt: attempt >= (job.opts.attempts ?? 1),
       });

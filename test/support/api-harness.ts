@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Redis } from 'ioredis';
 import { createApi } from '../../src/api.js';
@@ -30,11 +31,19 @@ export class ApiHarness {
   static async start(overrides: Record<string, string> = {}): Promise<ApiHarness> {
     const database = await createTestDatabase();
     const config = testConfig(database.url, overrides);
-    const app = await createApi(config);
-    await app.listen({ host: '127.0.0.1', port: 0 });
-    const address = app.getHttpServer().address();
-    if (!address || typeof address === 'string') throw new Error('API did not bind a TCP port');
-    return new ApiHarness(app, config, database, `http://127.0.0.1:${address.port}`);
+    let app: NestFastifyApplication | undefined;
+    try {
+      app = await createApi(config);
+      await app.listen({ host: '127.0.0.1', port: 0 });
+      const address = app.getHttpServer().address();
+      if (!address || typeof address === 'string') throw new Error('API did not bind a TCP port');
+      return new ApiHarness(app, config, database, `http://127.0.0.1:${address.port}`);
+    } catch (e) {
+      // A half-built app must not keep the test process alive.
+      await app?.close().catch(() => undefined);
+      await database.drop();
+      throw e;
+    }
   }
 
   async request<T = Record<string, unknown>>(
@@ -78,6 +87,7 @@ export class ApiHarness {
     await this.app.close();
     await clearQueuePrefix(this.config.redis.queuePrefix);
     await this.database.drop();
+    await rm(this.config.archives.directory, { recursive: true, force: true });
   }
 }
 

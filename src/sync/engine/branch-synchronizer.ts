@@ -30,8 +30,14 @@ export interface RevisionArchiving {
 
 export interface SyncAttempt {
   branchId: string;
-  /** The queue job's id: the compare-and-set key of the branch lock. */
+  /** The queue job's id (one per branch). */
   jobId: string;
+  /**
+   * Unique to this pickup of the job (`<jobId>:<queue lock token>`): the compare-and-set key of the branch
+   * lock. A worker whose queue lock expired (paused, cut off) keeps its old token, so once another pickup
+   * has taken the branch over, none of the stale worker's writes apply.
+   */
+  lockToken: string;
   /** 1-based attempt number of this job. */
   attempt: number;
   /** No retry follows a failure of this attempt. */
@@ -94,7 +100,7 @@ export class BranchSynchronizer {
 
   /** Runs one attempt for a branch and records its outcome. */
   async sync(attempt: SyncAttempt): Promise<SyncResult> {
-    const branch = await this.store.claimBranch(attempt.branchId, attempt.jobId);
+    const branch = await this.store.claimBranch(attempt.branchId, attempt.lockToken, attempt.jobId);
     if (!branch) return { kind: 'gone' };
     if (branch.tookOver)
       this.log('took over a branch whose previous worker stopped', { branchId: branch.branchId });
@@ -111,11 +117,11 @@ export class BranchSynchronizer {
 
     try {
       const outcome = await this.attempt(branch, timed, (sha) =>
-        this.store.setSyncTarget(branch.branchId, attempt.jobId, sha),
+        this.store.setSyncTarget(branch.branchId, attempt.lockToken, sha),
       );
       await this.store.finishRun(runId, branch.syncedSha, outcome.run, timings);
       if (outcome.deleted) {
-        await this.store.markBranchDeleted(branch.branchId, attempt.jobId);
+        await this.store.markBranchDeleted(branch.branchId, attempt.lockToken);
         return { kind: 'done', outcome: 'NOOP', followUp: false, sha: null };
       }
       if (this.archiver && outcome.run.status === 'SUCCEEDED') {
@@ -125,7 +131,7 @@ export class BranchSynchronizer {
       }
       const followUp = await this.store.completeBranch(
         branch.branchId,
-        attempt.jobId,
+        attempt.lockToken,
         outcome.sha,
         outcome.remoteSha,
       );
@@ -141,7 +147,7 @@ export class BranchSynchronizer {
         { status: 'FAILED', errorCode: code, error: message },
         timings,
       );
-      const followUp = await this.store.failBranch(branch.branchId, attempt.jobId, code, message, final);
+      const followUp = await this.store.failBranch(branch.branchId, attempt.lockToken, code, message, final);
       this.log('sync attempt failed', { branchId: branch.branchId, code, final, attempt: attempt.attempt });
       return {
         kind: 'failed',

@@ -40,8 +40,11 @@ export type PhaseTimings = Record<string, number>;
 
 /** Postgres side of the engine: claims, runs and branch state, all by compare-and-set. */
 export interface SyncStateStore {
-  /** Takes the branch for `lockedBy` (status -> SYNCING); null when the branch no longer exists. */
-  claimBranch(branchId: string, lockedBy: string): Promise<ClaimedBranch | null>;
+  /**
+   * Takes the branch for `lockedBy` (status -> SYNCING), also from an earlier pickup of the same job
+   * (`<jobId>:...`, whose worker lost its queue lock); null when the branch no longer exists.
+   */
+  claimBranch(branchId: string, lockedBy: string, jobId: string): Promise<ClaimedBranch | null>;
   startRun(branch: ClaimedBranch, attempt: number, jobId: string): Promise<string>;
   finishRun(runId: string, fromSha: string | null, outcome: RunOutcome, timings: PhaseTimings): Promise<void>;
   /** Records the head the running sync resolved (deliveries reporting it need no follow-up). */

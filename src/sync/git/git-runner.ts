@@ -108,6 +108,11 @@ const HARDENING_CONFIG = [
   'core.attributesFile=/dev/null',
   '-c',
   'gc.autoDetach=false',
+  // A transfer that stalls (below 1 KB/s for a minute) ends by itself, even if no timer is left to kill it.
+  '-c',
+  'http.lowSpeedLimit=1000',
+  '-c',
+  'http.lowSpeedTime=60',
 ];
 
 /** Runs git child processes with a hermetic environment, time limits and typed errors. */

@@ -1,0 +1,80 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { PrismaService } from '../../src/database/prisma.service.js';
+import { SyncStateRepository } from '../../src/sync/sync-state.repository.js';
+import { type TestDatabase, createTestDatabase } from '../setup/test-database.js';
+import { testConfig } from '../support/test-config.js';
+
+describe('branch lock (compare-and-set in Postgres)', () => {
+  let db: TestDatabase;
+  let prisma: PrismaService;
+  let state: SyncStateRepository;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    prisma = new PrismaService(testConfig(db.url));
+    state = new SyncStateRepository(prisma);
+  });
+
+  afterAll(async () => {
+    await prisma.$disconnect();
+    await db.drop();
+  });
+
+  async function newBranch(): Promise<string> {
+    const tenant = await prisma.tenant.create({ data: { name: 't', slug: `t-${randomUUID()}` } });
+    const repo = await prisma.repository.create({
+      data: {
+        tenantId: tenant.id,
+        provider: 'GIT',
+        host: 'git.example.com',
+        owner: 'o',
+        name: randomUUID(),
+        cloneUrl: 'https://git.example.com/o/r.git',
+      },
+    });
+    const branch = await prisma.branch.create({
+      data: { tenantId: tenant.id, repositoryId: repo.id, name: 'main', status: 'OUTDATED' },
+    });
+    return branch.id;
+  }
+
+  it('lets a later pickup of the same job take over, after which the stale pickup writes nothing', async () => {
+    const id = await newBranch();
+    const job = `sync-branch-${id}`;
+    const stale = `${job}:token-a`;
+    const fresh = `${job}:token-b`;
+    expect(await state.claimBranch(id, stale, job)).not.toBeNull();
+    const runA = await prisma.syncRun.create({
+      data: {
+        tenantId: randomUUID(),
+        repositoryId: (await prisma.branch.findUniqueOrThrow({ where: { id } })).repositoryId,
+        branchId: id,
+        trigger: 'MANUAL',
+      },
+    });
+    const taken = await state.claimBranch(id, fresh, job);
+    expect(taken?.tookOver).toBe(true);
+    expect((await prisma.syncRun.findUniqueOrThrow({ where: { id: runA.id } })).status).toBe('ABANDONED');
+
+    // The stale worker wakes up and tries to finish: nothing it writes applies.
+    await state.setSyncTarget(id, stale, 'b'.repeat(40));
+    expect(await state.completeBranch(id, stale, 'b'.repeat(40), 'b'.repeat(40))).toBe(false);
+    expect(await state.failBranch(id, stale, 'X', 'stale', true)).toBe(false);
+    await state.markBranchDeleted(id, stale);
+    let row = await prisma.branch.findUniqueOrThrow({ where: { id } });
+    expect(row).toMatchObject({ status: 'SYNCING', lockedBy: fresh, syncedSha: null, deletedAt: null });
+
+    await state.completeBranch(id, fresh, 'c'.repeat(40), 'c'.repeat(40));
+    row = await prisma.branch.findUniqueOrThrow({ where: { id } });
+    expect(row).toMatchObject({ status: 'SYNCED', lockedBy: null, syncedSha: 'c'.repeat(40) });
+  });
+
+  it('refuses a branch held by another job', async () => {
+    const id = await newBranch();
+    await state.claimBranch(id, 'other-job:t', 'other-job');
+    await expect(state.claimBranch(id, `sync-branch-${id}:t`, `sync-branch-${id}`)).rejects.toThrow(
+      /being synced/,
+    );
+  });
+});
