@@ -15,6 +15,7 @@ import { SyncQueueModule } from './sync/queue/sync-queue.module.js';
 import { TenancyModule } from './tenancy/tenancy.module.js';
 import { ArchivesApiModule } from './artifacts/archives.controller.js';
 import { ArtifactsModule } from './artifacts/artifacts.module.js';
+import { GraphModule } from './graph/graph.module.js';
 import { WebhooksModule } from './webhooks/webhooks.module.js';
 
 /** The HTTP API: REST for tenants, repositories and health. Produces sync jobs, never runs them. */
@@ -35,6 +36,7 @@ export class AppModule {
         RepositoriesModule,
         ArtifactsModule,
         ArchivesApiModule,
+        GraphModule.forRoot(config.graph),
         WebhooksModule,
         HealthModule,
       ],

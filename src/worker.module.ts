@@ -7,6 +7,8 @@ import { pinoOptions } from './common/logging.js';
 import { DatabaseModule } from './database/database.module.js';
 import { RedisModule } from './redis/redis.module.js';
 import { ArtifactsModule } from './artifacts/artifacts.module.js';
+import { GraphModule } from './graph/graph.module.js';
+import { GraphCatchUp } from './sync/graph-catch-up.js';
 import { SyncQueueModule } from './sync/queue/sync-queue.module.js';
 import { PollScheduler } from './sync/poll-scheduler.js';
 import { SyncReconciler } from './sync/sync-reconciler.js';
@@ -27,8 +29,9 @@ export class WorkerModule {
         CryptoModule,
         SyncQueueModule,
         ArtifactsModule,
+        GraphModule.forRoot(config.graph),
       ],
-      providers: [SyncStateRepository, SyncWorker, SyncReconciler, PollScheduler],
+      providers: [SyncStateRepository, SyncWorker, SyncReconciler, PollScheduler, GraphCatchUp],
     };
   }
 }

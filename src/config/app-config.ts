@@ -24,6 +24,8 @@ export interface AppConfig {
     retentionDays: number;
   };
   polling: { minIntervalMs: number; maxIntervalMs: number; tickMs: number; batch: number };
+  /** null: graph indexing is off (NEO4J_URI unset). */
+  graph: { uri: string; user: string; password: string; database?: string; catchUpIntervalMs: number } | null;
   archives: {
     store: 's3' | 'filesystem';
     directory: string;
@@ -131,6 +133,15 @@ export function loadConfig(source: Record<string, string | undefined>): AppConfi
       gitlabHost: e.GITLAB_HOST.toLowerCase(),
       retentionDays: e.WEBHOOK_DELIVERY_RETENTION_DAYS,
     },
+    graph: e.NEO4J_URI
+      ? {
+          uri: e.NEO4J_URI,
+          user: e.NEO4J_USER,
+          password: e.NEO4J_PASSWORD ?? '',
+          database: e.NEO4J_DATABASE,
+          catchUpIntervalMs: e.GRAPH_CATCH_UP_INTERVAL_MS,
+        }
+      : null,
     archives: {
       store,
       directory: e.ARCHIVE_DIR,

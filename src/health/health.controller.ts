@@ -1,7 +1,8 @@
-import { Controller, Get, Module, Res } from '@nestjs/common';
+import { Controller, Get, Inject, Module, Res } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { DatabaseHealthRepository } from '../database/database-health.repository.js';
+import { GRAPH_INDEX, type GraphIndex } from '../graph/graph-index.js';
 import { RedisService } from '../redis/redis.service.js';
 import { Public } from '../tenancy/auth.decorators.js';
 
@@ -31,6 +32,7 @@ export class HealthController {
   constructor(
     private readonly database: DatabaseHealthRepository,
     private readonly redis: RedisService,
+    @Inject(GRAPH_INDEX) private readonly graph: GraphIndex,
   ) {}
 
   /** The process is up (for liveness probes: no dependency is checked). */
@@ -39,16 +41,28 @@ export class HealthController {
     return { status: 'ok' };
   }
 
-  /** Ready to serve: Postgres and Redis answer. 503 names the dependency that does not. */
+  /**
+   * Ready to serve: Postgres and Redis answer (503 names the dependency that does not). The graph is
+   * optional and reported beside them (disabled, up or unavailable) without making the service unready.
+   */
   @Get('ready')
   async ready(@Res({ passthrough: true }) reply: FastifyReply) {
-    const [postgres, redis] = await Promise.all([
+    const [postgres, redis, graph] = await Promise.all([
       check(() => this.database.ping(), 2000),
       check(() => this.redis.ping(2000), 2500),
+      this.graphCheck(),
     ]);
     const ok = postgres.status === 'up' && redis.status === 'up';
     void reply.status(ok ? 200 : 503);
-    return { status: ok ? 'ok' : 'unavailable', checks: { postgres, redis } };
+    return { status: ok ? 'ok' : 'unavailable', checks: { postgres, redis }, graph };
+  }
+
+  private async graphCheck(): Promise<{ status: 'disabled' | 'up' | 'unavailable'; error?: string }> {
+    if (!this.graph.enabled) return { status: 'disabled' };
+    const result = await check(async () => {
+      await this.graph.ping();
+    }, 3000);
+    return result.status === 'up' ? { status: 'up' } : { status: 'unavailable', error: result.error };
   }
 }
 

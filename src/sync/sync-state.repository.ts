@@ -58,12 +58,16 @@ export class SyncStateRepository implements SyncStateStore {
         repositoryId: branch.repositoryId,
         name: branch.name,
         syncedSha: branch.syncedSha,
+        indexedSha: branch.indexedSha,
         trigger: current.pendingTrigger ?? 'RECONCILE',
         tookOver: abandoned.count > 0,
         repository: {
           id: r.id,
           tenantId: r.tenantId,
           provider: r.provider,
+          host: r.host,
+          owner: r.owner,
+          name: r.name,
           cloneUrl: r.cloneUrl,
           syncStrategy: r.syncStrategy,
           trackDefaultBranch: r.trackDefaultBranch,
@@ -109,6 +113,8 @@ export class SyncStateRepository implements SyncStateStore {
         toSha: outcome.toSha,
         bytesFetched: BigInt(outcome.bytesFetched),
         filesChanged: outcome.filesChanged,
+        graphStatus: outcome.graph.status,
+        graphCommits: outcome.graph.commits,
       });
     } else if (outcome.status === 'NOOP') {
       Object.assign(data, { strategy: 'noop', strategyReason: outcome.strategyReason, toSha: outcome.toSha });
@@ -131,6 +137,7 @@ export class SyncStateRepository implements SyncStateStore {
     lockedBy: string,
     sha: string | null,
     remoteHeadSha: string | null,
+    indexedSha?: string,
   ): Promise<boolean> {
     const rows = await this.prisma.$queryRaw<{ followUp: boolean; repositoryId: string; tenantId: string }[]>`
       UPDATE "Branch" b SET
@@ -138,7 +145,8 @@ export class SyncStateRepository implements SyncStateStore {
         "dirty" = false, "lockedBy" = NULL, "syncTargetSha" = NULL, "syncedSha" = ${sha}, "remoteHeadSha" = ${remoteHeadSha},
         "failureCount" = 0, "lastError" = NULL, "lastErrorCode" = NULL,
         "lastSyncedAt" = now(), "updatedAt" = now(),
-        "headChangedAt" = CASE WHEN b."syncedSha" IS DISTINCT FROM ${sha} THEN now() ELSE b."headChangedAt" END
+        "headChangedAt" = CASE WHEN b."syncedSha" IS DISTINCT FROM ${sha} THEN now() ELSE b."headChangedAt" END,
+        "indexedSha" = COALESCE(${indexedSha ?? null}, b."indexedSha")
       FROM (SELECT "id", "dirty" FROM "Branch" WHERE "id" = ${branchId}::uuid FOR UPDATE) old
       WHERE b."id" = old."id" AND b."lockedBy" = ${lockedBy}
       RETURNING old."dirty" AS "followUp", b."repositoryId", b."tenantId"`;
@@ -410,6 +418,35 @@ export class SyncStateRepository implements SyncStateStore {
       await this.refreshRepository(repositoryId);
     return rows;
   }
+
+  /** Synced branches whose graph index lags behind (Neo4j was down), for the catch-up pass. */
+  async branchesBehindInGraph(limit: number) {
+    return this.prisma.$queryRaw<GraphLag[]>`
+      SELECT b."id" AS "branchId", b."tenantId", b."repositoryId", b."name", b."syncedSha", b."indexedSha",
+        r."host", r."owner", r."name" AS "repositoryName"
+      FROM "Branch" b JOIN "Repository" r ON r."id" = b."repositoryId"
+      WHERE b."deletedAt" IS NULL AND b."status" = 'SYNCED' AND b."syncedSha" IS NOT NULL
+        AND b."indexedSha" IS DISTINCT FROM b."syncedSha"
+      ORDER BY b."updatedAt" ASC
+      LIMIT ${limit}`;
+  }
+
+  /** Records the graph head of a branch, if the branch is still at that commit. */
+  async setIndexedSha(branchId: string, syncedSha: string, indexedSha: string): Promise<void> {
+    await this.prisma.branch.updateMany({ where: { id: branchId, syncedSha }, data: { indexedSha } });
+  }
+}
+
+export interface GraphLag {
+  branchId: string;
+  tenantId: string;
+  repositoryId: string;
+  name: string;
+  syncedSha: string;
+  indexedSha: string | null;
+  host: string;
+  owner: string;
+  repositoryName: string;
 }
 
 export interface DuePoll {

@@ -10,6 +10,8 @@ import {
 } from '@nestjs/common';
 import { DelayedError, type Job, type Queue, UnrecoverableError, Worker } from 'bullmq';
 import { RevisionArchiver } from '../artifacts/revision-archiver.js';
+import { GRAPH_INDEX, type GraphIndex } from '../graph/graph-index.js';
+import { GraphIndexing } from './graph-indexing.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { SecretBox } from '../common/secret-box.js';
 import { RedisService } from '../redis/redis.service.js';
@@ -56,6 +58,8 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
   private synchronizer!: BranchSynchronizer;
   private mirror!: GitMirror;
   private slots!: TenantSlots;
+  /** The graph step, shared with the catch-up pass. */
+  graphIndexing!: GraphIndexing;
   readonly workspaces: WorkspaceCache;
 
   constructor(
@@ -66,6 +70,7 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
     private readonly dispatcher: QueueSyncDispatcher,
     @InjectQueue(SYNC_QUEUE) private readonly queue: Queue,
     private readonly archiver: RevisionArchiver,
+    @Inject(GRAPH_INDEX) private readonly graph: GraphIndex,
   ) {
     const root = resolve(config.sync.workspaceDir);
     this.workspaces = new WorkspaceCache({
@@ -86,6 +91,9 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
       runner: this.runner,
       log: (msg, fields) => this.logger.debug(fields ?? {}, msg),
     });
+    this.graphIndexing = new GraphIndexing(this.graph, this.mirror, (msg, fields) =>
+      this.logger.warn(fields ?? {}, msg),
+    );
     this.synchronizer = new BranchSynchronizer(
       this.state,
       this.mirror,
@@ -94,6 +102,7 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
       createRemoteGuard(this.config.repositories.allowInsecureUrls),
       (msg, fields) => this.logger.log(fields ?? {}, msg),
       this.archiver,
+      this.graphIndexing,
     );
     this.slots = new TenantSlots(
       this.redis.client,
@@ -135,7 +144,7 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
         return this.onboard(job as Job<OnboardRepositoryJob>);
       case SyncJobName.ForgetRepository:
         // Each worker has its own cache: this one is freed now, the others by LRU eviction.
-        return this.workspaces.remove((job as Job<ForgetRepositoryJob>).data.repositoryId);
+        return this.forget((job as Job<ForgetRepositoryJob>).data);
       default:
         throw new UnrecoverableError(`unknown job ${job.name}`);
     }
@@ -199,6 +208,26 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
       if (permanent) throw new UnrecoverableError(message);
       throw e;
     }
+  }
+
+  private async forget({ tenantId, repositoryId }: ForgetRepositoryJob): Promise<void> {
+    await this.workspaces.remove(repositoryId);
+    await this.graph.removeRepository(tenantId, repositoryId).catch((e: unknown) => {
+      // The graph keeps the rows; they are tenant-scoped and no longer reachable through the API.
+      this.logger.warn(
+        { repositoryId, err: e instanceof Error ? e.message : String(e) },
+        'graph cleanup failed',
+      );
+    });
+  }
+
+  /** Credentials of a repository for git (for the catch-up pass). */
+  async gitCredentials(repo: {
+    id: string;
+    provider: SyncRepository['provider'];
+    accessTokenEncrypted: string | null;
+  }): Promise<GitCredentials | undefined> {
+    return this.credentialsFor(repo);
   }
 
   /** The remote's branches and heads, with the repository's credentials and the SSRF guard. */

@@ -1,10 +1,12 @@
 import type { GitMirror } from '../git/git-mirror.js';
 import type { GitCredentials } from '../git/git-runner.js';
 import { GitError, isRetryableGitError } from '../git/git-errors.js';
+import type { GraphIndexing } from '../graph-indexing.js';
 import type { WorkspaceCache, WorkspaceLease } from '../workspace/workspace-cache.js';
 import type {
   ClaimedBranch,
   PhaseTimings,
+  GraphStep,
   RunOutcome,
   SyncRepository,
   SyncStateStore,
@@ -96,6 +98,7 @@ export class BranchSynchronizer {
     private readonly guardRemote: RemoteGuard,
     private readonly log: (msg: string, fields?: object) => void = () => undefined,
     private readonly archiver: RevisionArchiving | null = null,
+    private readonly graph: GraphIndexing | null = null,
   ) {}
 
   /** Runs one attempt for a branch and records its outcome. */
@@ -134,6 +137,7 @@ export class BranchSynchronizer {
         attempt.lockToken,
         outcome.sha,
         outcome.remoteSha,
+        outcome.run.status === 'SUCCEEDED' ? (outcome.run.graph.indexedSha ?? undefined) : undefined,
       );
       return { kind: 'done', outcome: outcome.run.status, followUp, sha: outcome.sha };
     } catch (e) {
@@ -254,6 +258,23 @@ export class BranchSynchronizer {
         );
         reason = `${reason}; archive ${archived.reused ? 'reused' : 'stored'} (${archived.archive.sizeBytes} bytes)`;
       }
+      let graph: GraphStep = { status: 'disabled', commits: 0, indexedSha: null };
+      if (this.graph?.enabled) {
+        const indexing = this.graph;
+        graph = await timed('graph', () =>
+          indexing.index({
+            tenantId: branch.tenantId,
+            repository: repo,
+            branch: branch.name,
+            fromSha: branch.indexedSha,
+            toSha: fetched.sha,
+            gitDir: lease.gitDir,
+            credentials,
+            onProgress: (done, total) =>
+              this.log('graph indexing progress', { branchId: branch.branchId, done, total }),
+          }),
+        );
+      }
       return {
         run: {
           status: 'SUCCEEDED',
@@ -262,6 +283,7 @@ export class BranchSynchronizer {
           toSha: fetched.sha,
           bytesFetched: fetched.bytesFetched,
           filesChanged,
+          graph,
         },
         sha: fetched.sha,
         remoteSha: fetched.sha,

@@ -7,6 +7,8 @@ export interface ClaimedBranch {
   repositoryId: string;
   name: string;
   syncedSha: string | null;
+  /** Last commit written to the graph index for this branch. */
+  indexedSha: string | null;
   trigger: SyncTrigger;
   /** A previous holder of the lock died mid-sync (its run was marked ABANDONED). */
   tookOver: boolean;
@@ -17,11 +19,21 @@ export interface SyncRepository {
   id: string;
   tenantId: string;
   provider: Provider;
+  host: string;
+  owner: string;
+  name: string;
   cloneUrl: string;
   syncStrategy: SyncStrategy;
   trackDefaultBranch: boolean;
   defaultBranch: string | null;
   accessTokenEncrypted: string | null;
+}
+
+export interface GraphStep {
+  status: 'indexed' | 'pending' | 'disabled';
+  commits: number;
+  /** The branch head now in the graph (set when indexed). */
+  indexedSha: string | null;
 }
 
 export type RunOutcome =
@@ -32,6 +44,7 @@ export type RunOutcome =
       toSha: string;
       bytesFetched: number;
       filesChanged: number;
+      graph: GraphStep;
     }
   | { status: 'NOOP'; strategyReason: string; toSha: string | null }
   | { status: 'FAILED'; errorCode: string; error: string };
@@ -49,12 +62,16 @@ export interface SyncStateStore {
   finishRun(runId: string, fromSha: string | null, outcome: RunOutcome, timings: PhaseTimings): Promise<void>;
   /** Records the head the running sync resolved (deliveries reporting it need no follow-up). */
   setSyncTarget(branchId: string, lockedBy: string, sha: string | null): Promise<void>;
-  /** The branch reached `sha` (null: empty repository). Returns whether a follow-up sync is owed. */
+  /**
+   * The branch reached `sha` (null: empty repository), and the graph `indexedSha` when given. Returns
+   * whether a follow-up sync is owed.
+   */
   completeBranch(
     branchId: string,
     lockedBy: string,
     sha: string | null,
     remoteHeadSha: string | null,
+    indexedSha?: string,
   ): Promise<boolean>;
   /** The attempt failed; `final` means no retry follows. Returns whether a follow-up sync is owed. */
   failBranch(

@@ -232,6 +232,20 @@ export class GitMirror {
     return stdout.trim();
   }
 
+  /** Runs `git <args>` in the clone and hands its stdout to `onStdout` as it arrives (for `git log`). */
+  async streamOutput(
+    gitDir: string,
+    args: string[],
+    onStdout: (chunk: Buffer) => void,
+    credentials?: GitCredentials,
+  ): Promise<void> {
+    await this.runner.run(['--git-dir', gitDir, ...args], {
+      credentials,
+      timeoutMs: this.timeouts.cloneMs,
+      onStdout,
+    });
+  }
+
   /** Committer date of a commit (archives use it as every entry's mtime, as `git archive` does). */
   async commitTime(gitDir: string, sha: string): Promise<Date> {
     assertObjectId(sha);

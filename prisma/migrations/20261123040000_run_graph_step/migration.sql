@@ -1,0 +1,3 @@
+-- AlterTable
+ALTER TABLE "SyncRun" ADD COLUMN     "graphCommits" INTEGER,
+ADD COLUMN     "graphStatus" TEXT;
