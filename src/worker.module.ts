@@ -7,6 +7,7 @@ import { pinoOptions } from './common/logging.js';
 import { DatabaseModule } from './database/database.module.js';
 import { RedisModule } from './redis/redis.module.js';
 import { ArtifactsModule } from './artifacts/artifacts.module.js';
+import { RepositorySummaryRepository } from './repositories/repository-summary.repository.js';
 import { GraphModule } from './graph/graph.module.js';
 import { GraphCatchUp } from './sync/graph-catch-up.js';
 import { SyncQueueModule } from './sync/queue/sync-queue.module.js';
@@ -31,7 +32,14 @@ export class WorkerModule {
         ArtifactsModule,
         GraphModule.forRoot(config.graph),
       ],
-      providers: [SyncStateRepository, SyncWorker, SyncReconciler, PollScheduler, GraphCatchUp],
+      providers: [
+        RepositorySummaryRepository,
+        SyncStateRepository,
+        SyncWorker,
+        SyncReconciler,
+        PollScheduler,
+        GraphCatchUp,
+      ],
     };
   }
 }

@@ -2,10 +2,11 @@ import { Module } from '@nestjs/common';
 import { RepositoriesController } from './repositories.controller.js';
 import { RepositoriesRepository } from './repositories.repository.js';
 import { RepositoriesService } from './repositories.service.js';
+import { RepositorySummaryRepository } from './repository-summary.repository.js';
 
 @Module({
   controllers: [RepositoriesController],
-  providers: [RepositoriesRepository, RepositoriesService],
+  providers: [RepositoriesRepository, RepositoriesService, RepositorySummaryRepository],
   exports: [RepositoriesService, RepositoriesRepository],
 })
 export class RepositoriesModule {}

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { type Cursor, type Page, encodeCursor } from '../common/cursor.js';
 import { Conflict, ValidationFailed } from '../common/errors.js';
 import { PrismaService } from '../database/prisma.service.js';
+import { RepositorySummaryRepository } from './repository-summary.repository.js';
 import { Prisma } from '../generated/prisma/client.js';
 import type {
   BranchRecord,
@@ -113,7 +114,10 @@ export interface RepositoryPatch {
 /** Database access for repositories and their branches. Every method takes the tenant id first. */
 @Injectable()
 export class RepositoriesRepository {
-  constructor(private readonly prisma: PrismaService) {}
+  constructor(
+    private readonly prisma: PrismaService,
+    private readonly summaries: RepositorySummaryRepository,
+  ) {}
 
   private async assertReferences(
     tx: Prisma.TransactionClient,
@@ -287,19 +291,9 @@ export class RepositoriesRepository {
     return rows.map(toBranch).sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  /** Recomputes the repository's status from its live branches (worst state wins). */
+  /** Recomputes the repository's summary of its branches (tenant-checked). */
   async refreshStatus(tenantId: string, repositoryId: string): Promise<void> {
-    await this.prisma.$executeRaw`
-      UPDATE "Repository" r SET "status" = COALESCE((
-        SELECT CASE
-          WHEN count(*) = 0 THEN 'PENDING'
-          WHEN bool_or(b."status" = 'FAILED') THEN 'FAILED'
-          WHEN bool_or(b."status" = 'SYNCING') THEN 'SYNCING'
-          WHEN bool_or(b."status" = 'OUTDATED') THEN 'OUTDATED'
-          WHEN bool_or(b."status" = 'PENDING') THEN 'PENDING'
-          ELSE 'SYNCED' END::"SyncStatus"
-        FROM "Branch" b WHERE b."repositoryId" = r."id" AND b."deletedAt" IS NULL
-      ), 'PENDING'::"SyncStatus"), "updatedAt" = now()
-      WHERE r."tenantId" = ${tenantId}::uuid AND r."id" = ${repositoryId}::uuid`;
+    const owned = await this.prisma.repository.count({ where: { tenantId, id: repositoryId } });
+    if (owned) await this.summaries.refresh(repositoryId);
   }
 }

@@ -6,6 +6,7 @@ import {
   type OnModuleDestroy,
 } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import { PeriodicTask, errorMessage } from './periodic-task.js';
 import { type GraphLag, SyncStateRepository } from './sync-state.repository.js';
 import { SyncWorker } from './sync-worker.js';
 
@@ -19,8 +20,10 @@ const BATCH = 20;
 @Injectable()
 export class GraphCatchUp implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger(GraphCatchUp.name);
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<void>;
+  private readonly task = new PeriodicTask(
+    () => this.catchUp().then(() => undefined),
+    (e) => this.logger.warn({ err: errorMessage(e) }, 'graph catch-up failed'),
+  );
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -30,25 +33,11 @@ export class GraphCatchUp implements OnApplicationBootstrap, OnModuleDestroy {
 
   onApplicationBootstrap(): void {
     if (!this.config.graph) return;
-    this.timer = setInterval(() => void this.tick(), this.config.graph.catchUpIntervalMs);
+    this.task.start(this.config.graph.catchUpIntervalMs);
   }
 
   async onModuleDestroy(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running;
-  }
-
-  private async tick(): Promise<void> {
-    if (this.running) return;
-    this.running = this.catchUp()
-      .then(() => undefined)
-      .catch((e: unknown) =>
-        this.logger.warn({ err: e instanceof Error ? e.message : String(e) }, 'graph catch-up failed'),
-      )
-      .finally(() => {
-        this.running = undefined;
-      });
-    await this.running;
+    await this.task.stop();
   }
 
   /** One pass; returns how many branches were brought up to date in the graph. */

@@ -6,6 +6,7 @@ import {
   type OnModuleDestroy,
 } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import { PeriodicTask, errorMessage } from './periodic-task.js';
 import { nextPollDelay } from './poll-interval.js';
 import { QueueSyncDispatcher } from './queue/queue-sync-dispatcher.js';
 import { type DuePoll, SyncStateRepository } from './sync-state.repository.js';
@@ -22,8 +23,10 @@ const POLL_LEASE_MS = 5 * 60_000;
 @Injectable()
 export class PollScheduler implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger(PollScheduler.name);
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<void>;
+  private readonly task = new PeriodicTask(
+    () => this.pollDue().then(() => undefined),
+    (e) => this.logger.warn({ err: errorMessage(e) }, 'poll pass failed; retrying later'),
+  );
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -33,28 +36,11 @@ export class PollScheduler implements OnApplicationBootstrap, OnModuleDestroy {
   ) {}
 
   onApplicationBootstrap(): void {
-    this.timer = setInterval(() => void this.tick(), this.config.polling.tickMs);
+    this.task.start(this.config.polling.tickMs);
   }
 
   async onModuleDestroy(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running;
-  }
-
-  private async tick(): Promise<void> {
-    if (this.running) return;
-    this.running = this.pollDue()
-      .then(() => undefined)
-      .catch((e: unknown) => {
-        this.logger.warn(
-          { err: e instanceof Error ? e.message : String(e) },
-          'poll pass failed; retrying later',
-        );
-      })
-      .finally(() => {
-        this.running = undefined;
-      });
-    await this.running;
+    await this.task.stop();
   }
 
   /** One pass over the branches due for a poll; returns how many were found changed. */

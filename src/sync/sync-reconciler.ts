@@ -9,6 +9,7 @@ import {
 import type { Queue } from 'bullmq';
 import { RevisionArchiver } from '../artifacts/revision-archiver.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import { PeriodicTask, errorMessage } from './periodic-task.js';
 import { QueueSyncDispatcher } from './queue/queue-sync-dispatcher.js';
 import { SYNC_QUEUE, syncBranchJobId } from './queue/sync-jobs.js';
 import { SyncStateRepository } from './sync-state.repository.js';
@@ -26,8 +27,13 @@ const LIVE_STATES = new Set(['active', 'waiting', 'waiting-children', 'delayed',
 @Injectable()
 export class SyncReconciler implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger(SyncReconciler.name);
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<void>;
+  private readonly task = new PeriodicTask(
+    () =>
+      this.reconcile().then((counts) => {
+        if (counts.orphans || counts.owed || counts.onboarding) this.logger.log(counts, 'reconciled');
+      }),
+    (e) => this.logger.warn({ err: errorMessage(e) }, 'reconcile pass failed; retrying later'),
+  );
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -38,31 +44,11 @@ export class SyncReconciler implements OnApplicationBootstrap, OnModuleDestroy {
   ) {}
 
   onApplicationBootstrap(): void {
-    void this.tick();
-    this.timer = setInterval(() => void this.tick(), this.config.sync.reconcileIntervalMs);
+    this.task.start(this.config.sync.reconcileIntervalMs, true);
   }
 
   async onModuleDestroy(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running;
-  }
-
-  private async tick(): Promise<void> {
-    if (this.running) return;
-    this.running = this.reconcile()
-      .then((counts) => {
-        if (counts.orphans || counts.owed || counts.onboarding) this.logger.log(counts, 'reconciled');
-      })
-      .catch((e: unknown) => {
-        this.logger.warn(
-          { err: e instanceof Error ? e.message : String(e) },
-          'reconcile pass failed; retrying later',
-        );
-      })
-      .finally(() => {
-        this.running = undefined;
-      });
-    await this.running;
+    await this.task.stop();
   }
 
   /** One pass; returns how many items of each kind it handed to the queue. */

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { PrismaService } from '../database/prisma.service.js';
+import { RepositorySummaryRepository } from '../repositories/repository-summary.repository.js';
 import { Prisma } from '../generated/prisma/client.js';
 import type { SyncTrigger } from '../repositories/repositories.types.js';
 import type { ClaimedBranch, PhaseTimings, RunOutcome, SyncStateStore } from './engine/sync-types.js';
@@ -10,7 +11,10 @@ const MAX_ERROR = 2000;
 /** Postgres state of syncs: every transition is one conditional statement, safe to re-run. */
 @Injectable()
 export class SyncStateRepository implements SyncStateStore {
-  constructor(private readonly prisma: PrismaService) {}
+  constructor(
+    private readonly prisma: PrismaService,
+    private readonly summaries: RepositorySummaryRepository,
+  ) {}
 
   async claimBranch(branchId: string, lockedBy: string, jobId: string): Promise<ClaimedBranch | null> {
     return this.prisma.$transaction(async (tx) => {
@@ -194,26 +198,7 @@ export class SyncStateRepository implements SyncStateStore {
 
   /** Repository summary: worst branch status; the default (or newest) branch's commit and sync time. */
   async refreshRepository(repositoryId: string): Promise<void> {
-    await this.prisma.$executeRaw`
-      UPDATE "Repository" r SET
-        "status" = COALESCE((
-          SELECT CASE
-            WHEN count(*) = 0 THEN 'PENDING'
-            WHEN bool_or(b."status" = 'FAILED') THEN 'FAILED'
-            WHEN bool_or(b."status" = 'SYNCING') THEN 'SYNCING'
-            WHEN bool_or(b."status" = 'OUTDATED') THEN 'OUTDATED'
-            WHEN bool_or(b."status" = 'PENDING') THEN 'PENDING'
-            ELSE 'SYNCED' END::"SyncStatus"
-          FROM "Branch" b WHERE b."repositoryId" = r."id" AND b."deletedAt" IS NULL), 'PENDING'::"SyncStatus"),
-        "lastCommitSha" = COALESCE((
-          SELECT b."syncedSha" FROM "Branch" b
-          WHERE b."repositoryId" = r."id" AND b."deletedAt" IS NULL AND b."syncedSha" IS NOT NULL
-          ORDER BY (b."name" = r."defaultBranch") DESC, b."lastSyncedAt" DESC NULLS LAST LIMIT 1), r."lastCommitSha"),
-        "lastSyncedAt" = (SELECT max(b."lastSyncedAt") FROM "Branch" b WHERE b."repositoryId" = r."id"),
-        "lastError" = (SELECT b."lastError" FROM "Branch" b
-          WHERE b."repositoryId" = r."id" AND b."deletedAt" IS NULL AND b."status" = 'FAILED' LIMIT 1),
-        "updatedAt" = now()
-      WHERE r."id" = ${repositoryId}::uuid`;
+    await this.summaries.refresh(repositoryId);
   }
 
   // --- onboarding and reconciling ---

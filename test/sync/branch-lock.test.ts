@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { PrismaService } from '../../src/database/prisma.service.js';
+import { RepositorySummaryRepository } from '../../src/repositories/repository-summary.repository.js';
 import { SyncStateRepository } from '../../src/sync/sync-state.repository.js';
 import { type TestDatabase, createTestDatabase } from '../setup/test-database.js';
 import { testConfig } from '../support/test-config.js';
@@ -13,7 +14,7 @@ describe('branch lock (compare-and-set in Postgres)', () => {
   beforeAll(async () => {
     db = await createTestDatabase();
     prisma = new PrismaService(testConfig(db.url));
-    state = new SyncStateRepository(prisma);
+    state = new SyncStateRepository(prisma, new RepositorySummaryRepository(prisma));
   });
 
   afterAll(async () => {
