@@ -71,6 +71,15 @@ async function listEntries(archive: Buffer): Promise<ListedEntry[]> {
   return entries;
 }
 
+/** `size` bytes that depend only on `seed`: SHA-256 in counter mode. */
+function pseudoRandomBytes(size: number, seed: number): Buffer {
+  const out = Buffer.alloc(size);
+  for (let at = 0, block = 0; at < size; at += 32, block++) {
+    createHash('sha256').update(`${seed}:${block}`).digest().copy(out, at);
+  }
+  return out;
+}
+
 describe('createReproducibleTarball', () => {
   let scratch: string;
   let counter = 0;
@@ -165,6 +174,95 @@ describe('createReproducibleTarball', () => {
     expect((await collect(other.stream)).equals(a)).toBe(false);
   });
 
+  it('keeps the exact bytes of a fixed tree (any change to the format or the walk shows up here)', async () => {
+    const tarball = createReproducibleTarball(await makeTree(0), { mtime: COMMIT_TIME, commitId: COMMIT_ID });
+    const archive = await collect(tarball.stream);
+    // The tar bytes depend only on this module; the gzip bytes also on Node's zlib (see the module comment).
+    expect(createHash('sha256').update(gunzipSync(archive)).digest('hex')).toBe(
+      'e6b9c06ecd2718ae21da4dc575bdf7798eaec21d6f8842eb7e81422cc5064a4f',
+    );
+    expect(await tarball.digest).toEqual({
+      size: 1033,
+      sha256: 'e402b2e4771d2cbafa6603ee95e8a3fc50228a4418eb6ca3427d5d8797672a72',
+    });
+  });
+
+  it('keeps the exact bytes of files around every read-size boundary', async () => {
+    const dir = join(scratch, 'sizes');
+    const KIB = 1024;
+    const sizes = [0, 1, 511, 512, 513, 64 * KIB, 256 * KIB - 1, 256 * KIB, 256 * KIB + 1, 1024 * KIB];
+    sizes.push(1024 * KIB + 1, 3 * 1024 * KIB + 100, 8 * 1024 * KIB + 512);
+    for (const [i, size] of sizes.entries()) {
+      const path = join(dir, `d${i % 3}`, `size-${size}.bin`);
+      await mkdir(join(path, '..'), { recursive: true });
+      await writeFile(path, pseudoRandomBytes(size, i));
+      if (i % 4 === 1) await chmod(path, 0o755);
+    }
+    await symlink('d0/size-0.bin', join(dir, 'link'));
+    const tarball = createReproducibleTarball(dir, { mtime: COMMIT_TIME, commitId: COMMIT_ID });
+    const archive = await collect(tarball.stream);
+    expect(createHash('sha256').update(gunzipSync(archive)).digest('hex')).toBe(
+      'ccc3824f9fbd42948664ab5b7f4ef6b41b0181d545c97f3925457559f4916bb6',
+    );
+    expect(await tarball.digest).toEqual({
+      size: 14491554,
+      sha256: '5d8cb9c67b6b8f7f00793d1673aeaec1975c2dad4866325bc6ee2e3337e92178',
+    });
+  });
+
+  it('keeps the exact bytes of paths and link targets around the ustar field limits', async () => {
+    const dir = join(scratch, 'limits');
+    await mkdir(dir);
+    // Whole paths of 98 to 102 bytes (the name field holds 100; from 100 on the path is split or needs pax),
+    // as files, directories and symlink targets, ASCII and not.
+    for (const length of [98, 99, 100, 101, 102]) {
+      const file = `f${length}`.padEnd(length, 'x');
+      await writeFile(join(dir, file), `${length}\n`);
+      await symlink(file, join(dir, `link-${length}`));
+      await symlink(`é${'y'.repeat(length - 2)}`, join(dir, `utf8-link-${length}`));
+      await mkdir(join(dir, `d${length}`.padEnd(length - 1, 'z')));
+      const nested = join(`n${length}`, 'w'.repeat(length - 6));
+      await mkdir(join(dir, nested, '..'), { recursive: true });
+      await writeFile(join(dir, nested), '');
+      await chmod(join(dir, nested), 0o700);
+    }
+    await symlink('t'.repeat(300), join(dir, 'long-link'));
+    await mkdir(join(dir, 'deep', 'x'.repeat(150), 'y'.repeat(99)), { recursive: true });
+    await writeFile(join(dir, 'deep', 'x'.repeat(150), 'y'.repeat(99), 'z'.repeat(99)), 'deep\n');
+    const tarball = createReproducibleTarball(dir, { mtime: COMMIT_TIME, commitId: COMMIT_ID });
+    const archive = await collect(tarball.stream);
+    expect(createHash('sha256').update(gunzipSync(archive)).digest('hex')).toBe(
+      'b5df9410d8054b277064efe99c38f0a2999dfec628691a204238818b3b21792d',
+    );
+    const entries = await listEntries(archive);
+    expect(entries).toHaveLength(5 * 6 + 1 + 4);
+    expect(entries.find((e) => e.path === 'long-link')?.linkpath).toBe('t'.repeat(300));
+    expect(entries.find((e) => e.path === 'utf8-link-101')?.linkpath).toBe(`é${'y'.repeat(99)}`);
+    expect(entries.find((e) => e.path.endsWith('z'.repeat(99)))?.path).toBe(
+      `deep/${'x'.repeat(150)}/${'y'.repeat(99)}/${'z'.repeat(99)}`,
+    );
+  });
+
+  it('orders a directory of many entries (sorted in runs and merged) bytewise, directories as name/', async () => {
+    const dir = join(scratch, 'wide');
+    await mkdir(dir);
+    const names: string[] = [];
+    for (let i = 0; i < 10_000; i++) {
+      // Names that collide on prefixes, and a few whose UTF-16 order differs from their UTF-8 order.
+      const name = `${(i * 7919) % 10_007}${i % 3 === 0 ? '-' : ''}${i % 500 === 0 ? '\u{1F600}' : ''}${i % 700 === 0 ? '\uFB01' : ''}`;
+      names.push(name);
+      if (i % 1000 === 0) await mkdir(join(dir, name));
+      else await writeFile(join(dir, name), '');
+    }
+    const entries = await listEntries(
+      await collect(createReproducibleTarball(dir, { mtime: COMMIT_TIME }).stream),
+    );
+    const expected = names
+      .map((name, i) => (i % 1000 === 0 ? `${name}/` : name))
+      .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    expect(entries.map((e) => e.path)).toEqual(expected);
+  });
+
   it('writes a fixed gzip header: no name, mtime 0, level-6 flags, OS Unix', async () => {
     const { stream } = createReproducibleTarball(await makeTree(0), { mtime: COMMIT_TIME });
     const archive = await collect(stream);
@@ -231,6 +329,29 @@ describe('createReproducibleTarball', () => {
       for (let next = await chunks.next(); !next.done; next = await chunks.next());
     };
     await expect(drain()).rejects.toThrow(new RegExp(`big.bin.*${how} while being archived`));
+  });
+
+  it.each([
+    ['removed', async (path: string) => rm(path)],
+    ['replaced by a symlink', async (path: string) => rm(path).then(() => symlink('/etc/passwd', path))],
+    ['replaced by a fifo', async (path: string) => rm(path).then(() => execFileSync('mkfifo', [path]))],
+    ['replaced by a directory', async (path: string) => rm(path).then(() => mkdir(path))],
+  ])('fails when a listed file is %s before its turn', async (_how, change) => {
+    const dir = join(scratch, `listed-${counter++}`);
+    await mkdir(dir);
+    // The large file is streamed asynchronously: while it is, the entries after it are listed but not read.
+    await writeFile(join(dir, 'a-big.bin'), randomBytes(16 * 1024 * 1024));
+    await writeFile(join(dir, 'b.txt'), 'small\n');
+    const tarball = createReproducibleTarball(dir, { mtime: COMMIT_TIME });
+    const chunks = tarball.stream[Symbol.asyncIterator]();
+    await chunks.next();
+    await change(join(dir, 'b.txt'));
+    const drain = async (): Promise<void> => {
+      for (let next = await chunks.next(); !next.done; next = await chunks.next());
+    };
+    const error = await drain().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SnapshotNotArchivable);
+    expect((error as SnapshotNotArchivable).path).toBe('b.txt');
   });
 
   it('fails when the directory does not exist', async () => {

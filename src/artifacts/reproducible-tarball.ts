@@ -21,14 +21,31 @@
  *   compressed bytes are reproducible for a given zlib (a Node upgrade that changes zlib's deflate output
  *   would change them, as it would for `git archive`).
  *
- * Memory stays flat: the tree is walked lazily one directory at a time, large files are streamed in 1 MiB
- * chunks, and small files are read ahead a few at a time (at most 32 entries and 8 MiB) so that trees of
- * many small files are not bound by the latency of each open/read/close.
+ * How it is fast: a snapshot is mostly small files, and an async open/fstat/read/close per file (four trips
+ * through the libuv threadpool) costs far more than the work itself. So directories are listed and small
+ * files (up to 256 KiB) read with synchronous calls straight into the output batch, in time slices of a
+ * few milliseconds: after each slice the batch goes to the compressor (which runs on the threadpool
+ * meanwhile) and the event loop gets a turn, so timers and sockets (BullMQ lock renewals) are never held
+ * up for long. Large files are read asynchronously in 1 MiB chunks. Memory stays flat: one directory
+ * listing per level of the walk, output batches of 1 MiB, large files streamed.
  */
-import type { Stats } from 'node:fs';
-import { lstat, open, readdir, readlink } from 'node:fs/promises';
+import { isUtf8 } from 'node:buffer';
+import {
+  closeSync,
+  constants as fsConstants,
+  type Dirent,
+  fstatSync,
+  type OpenDirOptions,
+  opendirSync,
+  openSync,
+  read,
+  readlinkSync,
+  readSync,
+} from 'node:fs';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { addAbortSignal, pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { constants as zlibConstants, createGzip } from 'node:zlib';
 import { Header, Pax } from 'tar';
 import { DigestingStream, type ArtifactDigest } from './artifact-digest.js';
@@ -39,16 +56,28 @@ export const TARBALL_CONTENT_TYPE = 'application/gzip';
 export const TARBALL_GZIP_LEVEL = 6;
 
 const BLOCK = 512;
+/** Files up to this size are read with one synchronous read, straight into the output. */
+const SMALL_FILE_BYTES = 256 * 1024;
+/** Larger files are read asynchronously, in chunks of this size. */
 const READ_CHUNK_BYTES = 1024 * 1024;
-// Buffered between the file reads and the compressor, so disk and zlib work at the same time.
+/** Output is gathered in buffers of this size (handed downstream at least once per time slice). */
+const BATCH_BYTES = 1024 * 1024;
+/** Synchronous work between two turns of the event loop. */
+const SLICE_MS = 5;
+/** Directories larger than this are sorted in runs of this many entries, merged a slice at a time. */
+const SORT_RUN_ENTRIES = 4096;
+/** Directory entries read per readdir call. */
+const DIRECTORY_BUFFER_ENTRIES = 256;
+// Buffered between the walk and the compressor, so reading and zlib work at the same time.
 const TAR_HIGH_WATER_MARK = 4 * 1024 * 1024;
-const READ_AHEAD_ENTRIES = 32;
-const READ_AHEAD_BYTES = 8 * 1024 * 1024;
 const GZIP_CHUNK_BYTES = 64 * 1024;
 const GZIP_OS_BYTE_OFFSET = 9;
 const GZIP_OS_UNIX = 3;
 const ZERO_BLOCKS = Buffer.alloc(2 * BLOCK);
 const COMMIT_ID = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
+// O_NOFOLLOW: a file replaced by a symlink meanwhile is refused, not followed. O_NONBLOCK: one replaced by a
+// fifo is opened without waiting for a writer (a synchronous open would otherwise hang the event loop).
+const OPEN_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
 
 export interface ReproducibleTarballOptions {
   /** The commit time: every entry's mtime (whole seconds; anything finer is dropped). */
@@ -71,8 +100,9 @@ export class SnapshotNotArchivable extends Error {
   constructor(
     readonly path: string,
     reason: string,
+    options?: ErrorOptions,
   ) {
-    super(`cannot archive ${JSON.stringify(path)}: ${reason}`);
+    super(`cannot archive ${JSON.stringify(path)}: ${reason}`, options);
     this.name = 'SnapshotNotArchivable';
   }
 }
@@ -106,194 +136,431 @@ export function createReproducibleTarball(
 }
 
 type EntryKind = 'file' | 'directory' | 'symlink';
+type TarType = 'File' | 'Directory' | 'SymbolicLink';
 
-interface SnapshotEntry {
+interface ListedEntry {
   /** Path inside the archive, `/`-separated, without a trailing slash. */
   path: string;
   absolute: string;
   kind: EntryKind;
-  stats: Stats;
+  /** The raw name read as latin1 (one char per byte: string order is byte order), `/` added for a directory. */
+  sortKey: string;
 }
 
-interface ReadAhead {
-  entry: SnapshotEntry;
-  /** File bytes held once read. */
-  bytes: number;
-  /** The whole entry (header, content, padding) being read; null for a large file, streamed in turn. */
-  whole: Promise<Buffer> | null;
+/** One directory of the walk: its entries in tree order and the next one to write. */
+interface Listing {
+  entries: ListedEntry[];
+  next: number;
 }
 
 /** The whole tar stream: optional global header, entries in tree order, end-of-archive blocks. */
 async function* tarBlocks(root: string, mtime: Date, commitId: string | undefined): AsyncGenerator<Buffer> {
-  if (commitId !== undefined) yield globalCommentHeader(commitId, mtime);
-  // Small entries are read a few ahead, concurrently: one at a time, a tree of many small files is bound by
-  // the latency of open/read/close, not by the disk. Count and bytes held are capped; large files are
-  // streamed when their turn comes.
-  const ahead: ReadAhead[] = [];
-  let aheadBytes = 0;
-  async function* emitOldest(): AsyncGenerator<Buffer> {
-    const oldest = ahead.shift();
-    if (!oldest) return;
-    aheadBytes -= oldest.bytes;
-    if (oldest.whole) yield await oldest.whole;
-    else yield* fileContent(oldest.entry, await entryHeader(oldest.entry, mtime));
+  const out = new OutputBatch();
+  const headers = new HeaderWriter(mtime);
+  let sliceStart = performance.now();
+  const due = (): boolean => out.hasFull || performance.now() - sliceStart >= SLICE_MS;
+  // The walk below is synchronous between calls of this: full buffers go downstream and, once the slice
+  // has used its time, the rest too, and the event loop gets a turn.
+  async function* breathe(): AsyncGenerator<Buffer> {
+    for (const chunk of out.takeFull()) yield chunk;
+    if (performance.now() - sliceStart < SLICE_MS) return;
+    for (const chunk of out.takeAll()) yield chunk;
+    await nextTurn();
+    sliceStart = performance.now();
   }
-  for await (const entry of snapshotEntries(root, '')) {
-    const large = entry.kind === 'file' && entry.stats.size > READ_CHUNK_BYTES;
-    const bytes = entry.kind === 'file' && !large ? entry.stats.size : 0;
-    while (
-      ahead.length >= READ_AHEAD_ENTRIES ||
-      (ahead.length > 0 && aheadBytes + bytes > READ_AHEAD_BYTES)
-    ) {
-      yield* emitOldest();
+
+  /** The entries of one directory of the snapshot, sorted in git tree order. */
+  async function* listDirectory(relative: string): AsyncGenerator<Buffer, ListedEntry[]> {
+    const absoluteDir = relative === '' ? root : join(root, relative);
+    const prefix = absoluteDir.endsWith('/') ? absoluteDir : `${absoluteDir}/`;
+    let dir: BufferDirectory;
+    try {
+      dir = openDirectory(absoluteDir);
+    } catch (error) {
+      // The snapshot itself missing is reported as is; a subdirectory missing means it changed.
+      throw relative === '' ? error : changedWhileArchiving(error, relative);
     }
-    const whole = large ? null : wholeEntry(entry, mtime);
-    // Failures surface when the entry's turn comes; until then (or if the archive stops first) they must
-    // not count as unhandled.
-    whole?.catch(() => undefined);
-    ahead.push({ entry, bytes, whole });
-    aheadBytes += bytes;
+    const entries: ListedEntry[] = [];
+    try {
+      for (let dirent = dir.readSync(); dirent !== null; dirent = dir.readSync()) {
+        const entry = listedEntry(prefix, relative, dirent);
+        if (entry) entries.push(entry);
+        if (due()) yield* breathe();
+      }
+    } finally {
+      dir.closeSync();
+    }
+    return yield* sortEntries(entries);
   }
-  while (ahead.length > 0) yield* emitOldest();
-  yield ZERO_BLOCKS;
-}
 
-/** Header, content and padding of an entry whose content fits in one read, as one buffer. */
-async function wholeEntry(entry: SnapshotEntry, mtime: Date): Promise<Buffer> {
-  const header = await entryHeader(entry, mtime);
-  if (entry.kind !== 'file' || entry.stats.size === 0) return header;
-  const chunks: Buffer[] = [];
-  for await (const chunk of fileContent(entry, header)) chunks.push(chunk);
-  return chunks.length === 1 && chunks[0] ? chunks[0] : Buffer.concat(chunks);
-}
-
-/** Entries under `relative` (a directory of the snapshot) in git tree order, depth first. */
-async function* snapshotEntries(root: string, relative: string): AsyncGenerator<SnapshotEntry> {
-  const absoluteDir = relative === '' ? root : join(root, relative);
-  const names = await readdir(absoluteDir, { encoding: 'buffer' });
-  const entries = await Promise.all(
-    names
-      .filter((raw) => !raw.equals(DOT_GIT))
-      .map(async (raw) => {
-        const name = raw.toString('utf8');
-        const path = relative === '' ? name : `${relative}/${name}`;
-        // Paths travel as JS strings (and as UTF-8 in the archive): a name that is not valid UTF-8
-        // would silently become another name.
-        if (!Buffer.from(name, 'utf8').equals(raw))
-          throw new SnapshotNotArchivable(path, 'name is not UTF-8');
-        const absolute = join(absoluteDir, name);
-        const stats = await lstat(absolute);
-        const kind = entryKind(stats, path);
-        const sortKey = kind === 'directory' ? Buffer.concat([raw, SLASH]) : raw;
-        return { entry: { path, absolute, kind, stats }, sortKey };
-      }),
-  );
-  entries.sort((a, b) => Buffer.compare(a.sortKey, b.sortKey));
-  for (const { entry } of entries) {
-    yield entry;
-    if (entry.kind === 'directory') yield* snapshotEntries(root, entry.path);
+  /**
+   * Entries in tree order. A huge directory is sorted in runs merged pairwise, a slice at a time: one sort
+   * of 100,000 names would hold the event loop for tens of milliseconds.
+   */
+  async function* sortEntries(entries: ListedEntry[]): AsyncGenerator<Buffer, ListedEntry[]> {
+    if (entries.length <= SORT_RUN_ENTRIES) return entries.sort(byTreeOrder);
+    let runs: ListedEntry[][] = [];
+    for (let i = 0; i < entries.length; i += SORT_RUN_ENTRIES) {
+      runs.push(entries.slice(i, i + SORT_RUN_ENTRIES).sort(byTreeOrder));
+      if (due()) yield* breathe();
+    }
+    while (runs.length > 1) {
+      const merged: ListedEntry[][] = [];
+      for (let r = 0; r < runs.length; r += 2) {
+        const a = runs[r] ?? [];
+        const b = runs[r + 1];
+        if (b === undefined) {
+          merged.push(a);
+          continue;
+        }
+        const both: ListedEntry[] = [];
+        let i = 0;
+        let j = 0;
+        while (i < a.length && j < b.length) {
+          const x = a[i] as ListedEntry;
+          const y = b[j] as ListedEntry;
+          if (byTreeOrder(x, y) <= 0) {
+            both.push(x);
+            i++;
+          } else {
+            both.push(y);
+            j++;
+          }
+          if (both.length % SORT_RUN_ENTRIES === 0 && due()) yield* breathe();
+        }
+        for (; i < a.length; i++) both.push(a[i] as ListedEntry);
+        for (; j < b.length; j++) both.push(b[j] as ListedEntry);
+        merged.push(both);
+      }
+      runs = merged;
+    }
+    return runs[0] ?? [];
   }
+
+  if (commitId !== undefined) out.append(globalCommentHeader(commitId, mtime));
+  const stack: Listing[] = [{ entries: yield* listDirectory(''), next: 0 }];
+  for (let top = stack.at(-1); top !== undefined; top = stack.at(-1)) {
+    const entry = top.entries[top.next++];
+    if (entry === undefined) {
+      stack.pop();
+      continue;
+    }
+    if (entry.kind === 'directory') {
+      headers.append(out, `${entry.path}/`, 'Directory', 0o755, 0);
+      stack.push({ entries: yield* listDirectory(entry.path), next: 0 });
+    } else if (entry.kind === 'symlink') {
+      headers.append(out, entry.path, 'SymbolicLink', 0o777, 0, readLinkTarget(entry));
+    } else {
+      const fd = openFile(entry);
+      try {
+        const stats = fstatSync(fd);
+        if (!stats.isFile()) throw new SnapshotNotArchivable(entry.path, 'changed while being archived');
+        // git records only whether the owner may execute (core.fileMode looks at S_IXUSR).
+        const mode = stats.mode & 0o100 ? 0o755 : 0o644;
+        headers.append(out, entry.path, 'File', mode, stats.size);
+        if (stats.size <= SMALL_FILE_BYTES) {
+          readSmallFile(out, entry, fd, stats.size);
+        } else {
+          for (const chunk of out.takeAll()) yield chunk;
+          yield* largeFileContent(entry, fd, stats.size);
+        }
+      } finally {
+        closeSync(fd);
+      }
+    }
+    if (due()) yield* breathe();
+  }
+  out.append(ZERO_BLOCKS);
+  for (const chunk of out.takeAll()) yield chunk;
 }
 
-const DOT_GIT = Buffer.from('.git');
-const SLASH = Buffer.from('/');
+function byTreeOrder(a: ListedEntry, b: ListedEntry): number {
+  return a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0;
+}
 
-function entryKind(stats: Stats, path: string): EntryKind {
-  if (stats.isSymbolicLink()) return 'symlink';
-  if (stats.isDirectory()) return 'directory';
-  if (stats.isFile()) return 'file';
+/** The snapshot entry for one directory entry; null for `.git`. */
+function listedEntry(prefix: string, relative: string, dirent: Dirent<Buffer>): ListedEntry | null {
+  const raw = dirent.name;
+  const name = raw.toString('utf8');
+  // Only the bytes `.git` decode to `.git`: anything else invalid becomes U+FFFD.
+  if (name === '.git') return null;
+  const path = relative === '' ? name : `${relative}/${name}`;
+  // Paths travel as JS strings (and as UTF-8 in the archive): a name that is not valid UTF-8 would
+  // silently become another name.
+  if (!isUtf8(raw)) throw new SnapshotNotArchivable(path, 'name is not UTF-8');
+  const kind = direntKind(dirent, path);
+  const latin1 = raw.toString('latin1');
+  return { path, absolute: prefix + name, kind, sortKey: kind === 'directory' ? `${latin1}/` : latin1 };
+}
+
+function direntKind(dirent: Dirent<Buffer>, path: string): EntryKind {
+  if (dirent.isSymbolicLink()) return 'symlink';
+  if (dirent.isDirectory()) return 'directory';
+  if (dirent.isFile()) return 'file';
   throw new SnapshotNotArchivable(path, 'not a regular file, directory or symlink');
 }
 
-/** The header block of one entry, preceded by a pax header when the path or target does not fit ustar. */
-async function entryHeader(entry: SnapshotEntry, mtime: Date): Promise<Buffer> {
-  const path = entry.kind === 'directory' ? `${entry.path}/` : entry.path;
-  const linkpath = entry.kind === 'symlink' ? await readLinkTarget(entry) : undefined;
-  const size = entry.kind === 'file' ? entry.stats.size : 0;
-  const header = new Header({
-    path,
-    linkpath,
-    mode: gitMode(entry),
-    uid: 0,
-    gid: 0,
-    size,
-    mtime,
-    type: entry.kind === 'file' ? 'File' : entry.kind === 'directory' ? 'Directory' : 'SymbolicLink',
+/** `fs.Dir` with names as raw bytes. */
+interface BufferDirectory {
+  readSync(): Dirent<Buffer> | null;
+  closeSync(): void;
+}
+
+function openDirectory(absolute: string): BufferDirectory {
+  // fs.Dir gives names as Buffers with encoding 'buffer', which @types/node does not declare for opendir.
+  const options = { encoding: 'buffer', bufferSize: DIRECTORY_BUFFER_ENTRIES } as unknown as OpenDirOptions;
+  return opendirSync(absolute, options) as unknown as BufferDirectory;
+}
+
+function openFile(entry: ListedEntry): number {
+  try {
+    return openSync(entry.absolute, OPEN_FLAGS);
+  } catch (error) {
+    throw changedWhileArchiving(error, entry.path);
+  }
+}
+
+function readLinkTarget(entry: ListedEntry): string {
+  let raw: Buffer;
+  try {
+    raw = readlinkSync(entry.absolute, { encoding: 'buffer' });
+  } catch (error) {
+    throw changedWhileArchiving(error, entry.path);
+  }
+  if (!isUtf8(raw)) throw new SnapshotNotArchivable(entry.path, 'symlink target is not UTF-8');
+  return raw.toString('utf8');
+}
+
+/** An error from an entry that was listed a moment ago: gone or replaced means the snapshot changed. */
+function changedWhileArchiving(error: unknown, path: string): unknown {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  // ENOENT: removed; ENOTDIR: a parent replaced by a file; ELOOP: a file replaced by a symlink (O_NOFOLLOW);
+  // EINVAL: a symlink replaced by something else (readlink).
+  if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP' || code === 'EINVAL') {
+    return new SnapshotNotArchivable(path, `changed while being archived (${code})`, { cause: error });
+  }
+  return error;
+}
+
+/**
+ * Appends exactly `size` bytes of an open file and the padding to a whole block; fails if the file's size
+ * is not `size`. One read asks for a byte more than expected: getting it means the file grew.
+ */
+function readSmallFile(out: OutputBatch, entry: ListedEntry, fd: number, size: number): void {
+  const padding = (BLOCK - (size % BLOCK)) % BLOCK;
+  const target = out.reserve(size + padding + 1);
+  const at = out.offset;
+  let filled = 0;
+  while (filled < size) {
+    const bytesRead = readSync(fd, target, at + filled, size - filled + 1, filled);
+    if (bytesRead === 0) throw new SnapshotNotArchivable(entry.path, 'file shrank while being archived');
+    filled += bytesRead;
+  }
+  if (filled > size || (size === 0 && readSync(fd, target, at, 1, 0) !== 0)) {
+    throw new SnapshotNotArchivable(entry.path, 'file grew while being archived');
+  }
+  target.fill(0, at + size, at + size + padding);
+  out.commit(size + padding);
+}
+
+/**
+ * Exactly `size` bytes of the open file and the padding to a whole block, in chunks of at most
+ * READ_CHUNK_BYTES, read asynchronously; fails if the file changed size.
+ */
+async function* largeFileContent(entry: ListedEntry, fd: number, size: number): AsyncGenerator<Buffer> {
+  const padding = (BLOCK - (size % BLOCK)) % BLOCK;
+  for (let position = 0; position < size;) {
+    const length = Math.min(READ_CHUNK_BYTES, size - position);
+    const last = position + length === size;
+    // A fresh buffer per chunk: it is handed downstream and must not be overwritten by the next read.
+    const chunk = Buffer.allocUnsafe(length + (last ? padding : 0));
+    // The last read asks for one byte more, into the padding: getting it means the file grew.
+    const probe = last && padding > 0 ? 1 : 0;
+    let filled = 0;
+    while (filled < length) {
+      const bytesRead = await readAt(fd, chunk, filled, length - filled + probe, position + filled);
+      if (bytesRead === 0) throw new SnapshotNotArchivable(entry.path, 'file shrank while being archived');
+      filled += bytesRead;
+    }
+    if (filled > length) throw new SnapshotNotArchivable(entry.path, 'file grew while being archived');
+    if (last) chunk.fill(0, length);
+    position += length;
+    yield chunk;
+  }
+  if (padding === 0) {
+    // No padding to probe into: a separate one-byte read.
+    const bytesRead = await readAt(fd, Buffer.alloc(1), 0, 1, size);
+    if (bytesRead !== 0) throw new SnapshotNotArchivable(entry.path, 'file grew while being archived');
+  }
+}
+
+function readAt(
+  fd: number,
+  buffer: Buffer,
+  offset: number,
+  length: number,
+  position: number,
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    read(fd, buffer, offset, length, position, (error, bytesRead) => {
+      if (error) reject(error);
+      else resolve(bytesRead);
+    });
   });
+}
+
+/**
+ * Output gathered in large buffers written in place (headers and file contents go straight in). The part
+ * handed downstream is never written again; writing continues behind it in the same buffer.
+ */
+class OutputBatch {
+  private buffer = Buffer.allocUnsafe(0);
+  /** First byte not yet handed downstream. */
+  private start = 0;
+  /** First free byte. */
+  private end = 0;
+  private readonly full: Buffer[] = [];
+
+  /** Where the next bytes go in the buffer `reserve` returns. */
+  get offset(): number {
+    return this.end;
+  }
+
+  get hasFull(): boolean {
+    return this.full.length > 0;
+  }
+
+  /** A buffer with room for `length` bytes from `offset` on; nothing counts until `commit`. */
+  reserve(length: number): Buffer {
+    if (this.end + length > this.buffer.length) {
+      if (this.end > this.start) this.full.push(this.buffer.subarray(this.start, this.end));
+      this.buffer = Buffer.allocUnsafe(Math.max(BATCH_BYTES, length));
+      this.start = 0;
+      this.end = 0;
+    }
+    return this.buffer;
+  }
+
+  commit(length: number): void {
+    this.end += length;
+  }
+
+  append(bytes: Buffer): void {
+    bytes.copy(this.reserve(bytes.length), this.end);
+    this.end += bytes.length;
+  }
+
+  /** The buffers filled up so far. */
+  takeFull(): Buffer[] {
+    return this.full.splice(0);
+  }
+
+  /** Everything not yet handed downstream. */
+  takeAll(): Buffer[] {
+    const chunks = this.takeFull();
+    if (this.end > this.start) chunks.push(this.buffer.subarray(this.start, this.end));
+    this.start = this.end;
+    return chunks;
+  }
+}
+
+const TYPE_FLAGS: Record<TarType, number> = { File: 0x30, SymbolicLink: 0x32, Directory: 0x35 };
+const MAX_OCTAL_8 = 0o7777777;
+const MAX_OCTAL_12 = 0o77777777777;
+// eslint-disable-next-line no-control-regex
+const ASCII = /^[\x01-\x7f]*$/;
+
+/**
+ * Writes entry headers. The common case (ASCII path and link target shorter than their 100-byte fields,
+ * sizes and times that fit in octal) is encoded here from a template, byte for byte what node-tar's
+ * Header writes for it, without its per-entry overhead; everything else (pax records, split paths) goes
+ * through node-tar.
+ */
+class HeaderWriter {
+  /** uid, gid, mtime, magic and device numbers, the same in every header; null when mtime does not fit. */
+  private readonly template: Buffer | null;
+  private readonly templateSum: number;
+
+  constructor(private readonly mtime: Date) {
+    const seconds = mtime.getTime() / 1000;
+    if (seconds < 0 || seconds > MAX_OCTAL_12) {
+      this.template = null;
+      this.templateSum = 0;
+      return;
+    }
+    const template = Buffer.alloc(BLOCK);
+    writeOctal(template, 108, 8, 0); // uid
+    writeOctal(template, 116, 8, 0); // gid
+    writeOctal(template, 136, 12, seconds);
+    template.write('ustar\u000000', 257, 8, 'latin1');
+    writeOctal(template, 329, 8, 0); // devmajor
+    writeOctal(template, 337, 8, 0); // devminor
+    this.template = template;
+    // The checksum counts its own field as eight spaces.
+    this.templateSum = byteSum(template, 0, BLOCK) + 8 * 0x20;
+  }
+
+  /** Appends the header block of one entry to `out`, preceded by a pax header when some field needs one. */
+  append(out: OutputBatch, path: string, type: TarType, mode: number, size: number, linkpath?: string): void {
+    const simple =
+      this.template !== null &&
+      path.length < 100 &&
+      ASCII.test(path) &&
+      (linkpath === undefined || (linkpath.length < 100 && ASCII.test(linkpath))) &&
+      mode <= MAX_OCTAL_8 &&
+      size <= MAX_OCTAL_12;
+    if (!simple || this.template === null) {
+      out.append(tarHeader(path, type, mode, size, this.mtime, linkpath));
+      return;
+    }
+    const target = out.reserve(BLOCK);
+    const at = out.offset;
+    this.template.copy(target, at);
+    target.write(path, at, 'latin1');
+    writeOctal(target, at + 100, 8, mode);
+    writeOctal(target, at + 124, 12, size);
+    target[at + 156] = TYPE_FLAGS[type];
+    if (linkpath !== undefined) target.write(linkpath, at + 157, 'latin1');
+    // The template is zero where the fields above go.
+    const sum =
+      this.templateSum +
+      byteSum(target, at, at + 108) +
+      byteSum(target, at + 124, at + 136) +
+      byteSum(target, at + 156, at + 257);
+    writeOctal(target, at + 148, 8, sum);
+    out.commit(BLOCK);
+  }
+}
+
+/** A number as node-tar writes it: zero-padded octal, then a space and a NUL (just a NUL when it is full). */
+function writeOctal(target: Buffer, at: number, fieldSize: number, value: number): void {
+  const digits = Math.floor(value).toString(8);
+  const text = digits.length === fieldSize - 1 ? `${digits}\0` : `${digits.padStart(fieldSize - 2, '0')} \0`;
+  target.write(text, at, fieldSize, 'latin1');
+}
+
+function byteSum(bytes: Buffer, from: number, to: number): number {
+  let sum = 0;
+  for (let i = from; i < to; i++) sum += bytes[i] ?? 0;
+  return sum;
+}
+
+/** The header block of one entry by node-tar, preceded by a pax header when the fields do not fit ustar. */
+function tarHeader(
+  path: string,
+  type: TarType,
+  mode: number,
+  size: number,
+  mtime: Date,
+  linkpath?: string,
+): Buffer {
+  const header = new Header({ path, linkpath, mode, uid: 0, gid: 0, size, mtime, type });
   // encode() reports whether some field (long or non-ASCII path, huge size) needs a pax record.
   const needsPax = header.encode();
   if (!header.block) throw new Error(`tar header for ${path} was not encoded`);
   return needsPax
     ? Buffer.concat([new Pax({ path, linkpath, size, mtime }).encode(), header.block])
     : header.block;
-}
-
-async function readLinkTarget(entry: SnapshotEntry): Promise<string> {
-  const raw = await readlink(entry.absolute, { encoding: 'buffer' });
-  const target = raw.toString('utf8');
-  if (!Buffer.from(target, 'utf8').equals(raw)) {
-    throw new SnapshotNotArchivable(entry.path, 'symlink target is not UTF-8');
-  }
-  return target;
-}
-
-function gitMode(entry: SnapshotEntry): number {
-  switch (entry.kind) {
-    case 'directory':
-      return 0o755;
-    case 'symlink':
-      return 0o777;
-    case 'file':
-      // git records only whether the owner may execute (core.fileMode looks at S_IXUSR).
-      return entry.stats.mode & 0o100 ? 0o755 : 0o644;
-  }
-}
-
-/**
- * `header` followed by exactly `stats.size` bytes of the file and the padding to a whole block, in chunks
- * of at most READ_CHUNK_BYTES (a small file is a single chunk); fails if the file changed size.
- */
-async function* fileContent(entry: SnapshotEntry, header: Buffer): AsyncGenerator<Buffer> {
-  const size = entry.stats.size;
-  const padding = (BLOCK - (size % BLOCK)) % BLOCK;
-  const handle = await open(entry.absolute, 'r');
-  try {
-    let position = 0;
-    let prefix: Buffer | null = header;
-    while (position < size) {
-      const length = Math.min(READ_CHUNK_BYTES, size - position);
-      const last = position + length === size;
-      const offset = prefix?.length ?? 0;
-      // A fresh buffer per chunk: it is handed downstream and must not be overwritten by the next read.
-      const chunk = Buffer.allocUnsafe(offset + length + (last ? padding : 0));
-      if (prefix) prefix.copy(chunk);
-      prefix = null;
-      // The last read asks for one byte more, into the padding: getting it means the file grew.
-      const probe = last && padding > 0 ? 1 : 0;
-      let filled = 0;
-      while (filled < length) {
-        const { bytesRead } = await handle.read(
-          chunk,
-          offset + filled,
-          length - filled + probe,
-          position + filled,
-        );
-        if (bytesRead === 0) throw new SnapshotNotArchivable(entry.path, 'file shrank while being archived');
-        filled += bytesRead;
-      }
-      if (filled > length) throw new SnapshotNotArchivable(entry.path, 'file grew while being archived');
-      if (last) chunk.fill(0, offset + length);
-      position += length;
-      yield chunk;
-    }
-    if (padding === 0) {
-      // No padding to probe into: a separate one-byte read.
-      const { bytesRead } = await handle.read(Buffer.alloc(1), 0, 1, size);
-      if (bytesRead !== 0) throw new SnapshotNotArchivable(entry.path, 'file grew while being archived');
-    }
-  } finally {
-    await handle.close();
-  }
 }
 
 /** Pax global header `comment=<commit id>`, the record `git archive` writes and `git get-tar-commit-id` reads. */

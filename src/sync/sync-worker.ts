@@ -43,6 +43,9 @@ const TOKEN_USERNAME: Record<SyncRepository['provider'], string> = {
   GIT: 'git',
 };
 
+/** Longest a shutdown waits for running jobs and the queue connection. */
+const SHUTDOWN_GRACE_MS = 30_000;
+
 /** Delay before a job of a tenant at its cap tries again (plus jitter). */
 const TENANT_BUSY_DELAY_MS = 1000;
 
@@ -132,7 +135,27 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
   }
 
   async onModuleDestroy(): Promise<void> {
-    await this.worker?.close();
+    const worker = this.worker;
+    if (worker) {
+      // BullMQ's close() can wait forever while Redis is unreachable; shutdown must still end. Jobs cut
+      // short here are picked up again through stalled-job recovery and the reconciler.
+      let timer: NodeJS.Timeout | undefined;
+      const gaveUp = await Promise.race([
+        worker.close().then(() => false),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(true), SHUTDOWN_GRACE_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (gaveUp) {
+        this.logger.warn(
+          { graceMs: SHUTDOWN_GRACE_MS },
+          'sync worker did not close in time; forcing shutdown',
+        );
+        void worker.close(true).catch(() => undefined);
+        worker.disconnect().catch(() => undefined);
+      }
+    }
     this.runner?.terminateAll();
   }
 

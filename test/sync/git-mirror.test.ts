@@ -1,8 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import {
+  chmod,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  symlink,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import {
   GitAuthFailedError,
   GitError,
@@ -12,7 +24,7 @@ import {
   GitTimeoutError,
 } from '../../src/sync/git/git-errors.js';
 import { GitMirror } from '../../src/sync/git/git-mirror.js';
-import { GitRunner } from '../../src/sync/git/git-runner.js';
+import { GitRunner, type GitRunOptions, type GitRunResult } from '../../src/sync/git/git-runner.js';
 import { READY_MARKER } from '../../src/sync/workspace/workspace-cache.js';
 import { GitFixtureServer, runFixtureGit, type FixtureRepository } from '../fixtures/git-server.js';
 
@@ -147,6 +159,158 @@ describe('GitMirror', () => {
 
     expect(await mirror.checkoutSnapshot(gitDir, snapshotDir, sha)).toEqual({ filesChanged: 0 });
     await expectSnapshotEquals(repo, sha, snapshotDir);
+  });
+
+  describe('incremental snapshot updates', () => {
+    /** A runner that records the argv of every git command (after the global options). */
+    class RecordingRunner extends GitRunner {
+      readonly commands: string[][] = [];
+      override async run(args: readonly string[], opts?: GitRunOptions): Promise<GitRunResult> {
+        this.commands.push([...args]);
+        return super.run(args, opts);
+      }
+      /** The read-tree invocations recorded since the last call, as their flags. */
+      takeReadTrees(): string[] {
+        const found = this.commands
+          .filter((argv) => argv.includes('read-tree'))
+          .map((argv) =>
+            argv
+              .slice(argv.indexOf('read-tree') + 1, -1)
+              .join(' ')
+              .replace(/ [0-9a-f]{40}$/, ''),
+          );
+        this.commands.length = 0;
+        return found;
+      }
+    }
+    let recorder: RecordingRunner;
+    let recorded: GitMirror;
+
+    beforeAll(() => {
+      recorder = new RecordingRunner({ defaultTimeoutMs: 30_000, askpassDir: join(scratch, 'askpass-rec') });
+      recorded = new GitMirror({ runner: recorder });
+    });
+
+    /** A clone with a snapshot at `first`, then `second` fetched. */
+    async function updatedRepository(name: string): Promise<{
+      repo: FixtureRepository;
+      gitDir: string;
+      snapshotDir: string;
+      first: string;
+      second: string;
+    }> {
+      const repo = await server.createRepository(name);
+      const first = await repo.commit(
+        {
+          'same.txt': 'same',
+          'changes.txt': 'v1',
+          'goes.txt': 'bye',
+          'bin/tool': { content: '#!/bin/sh\n', executable: true },
+          link: { symlink: 'same.txt' },
+          'dir/deep/file.txt': 'deep',
+        },
+        { date: DATE },
+      );
+      const { gitDir, snapshotDir } = workspace();
+      await recorded.clone(repo.url, gitDir, 'main');
+      await recorded.checkoutSnapshot(gitDir, snapshotDir, first);
+      const second = await repo.commit(
+        { 'changes.txt': 'v2', 'goes.txt': null, 'new/file.txt': 'new', link: { symlink: 'dir' } },
+        { date: DATE },
+      );
+      await recorded.fetch(gitDir, repo.url, 'main');
+      recorder.takeReadTrees();
+      return { repo, gitDir, snapshotDir, first, second };
+    }
+
+    it('merges from the previous commit, leaving unchanged files untouched', async () => {
+      const { repo, gitDir, snapshotDir, second } = await updatedRepository('mirror/in-place');
+      const before = await stat(join(snapshotDir, 'same.txt'));
+
+      expect(await recorded.checkoutSnapshot(gitDir, snapshotDir, second)).toEqual({ filesChanged: 4 });
+      await expectSnapshotEquals(repo, second, snapshotDir);
+      expect(recorder.takeReadTrees()).toEqual(['-m -u']);
+      const after = await stat(join(snapshotDir, 'same.txt'));
+      expect([after.ino, after.mtimeMs]).toEqual([before.ino, before.mtimeMs]);
+
+      // Checking out the same commit again only checks the snapshot.
+      expect(await recorded.checkoutSnapshot(gitDir, snapshotDir, second)).toEqual({ filesChanged: 0 });
+      expect(recorder.takeReadTrees()).toEqual([]);
+      await expectSnapshotEquals(repo, second, snapshotDir);
+    });
+
+    it.each<[string, (snapshotDir: string) => Promise<void>]>([
+      ['an unchanged file modified', (dir) => writeFile(join(dir, 'same.txt'), 'edited')],
+      ['a changed file modified', (dir) => writeFile(join(dir, 'changes.txt'), 'edited')],
+      ['an unchanged file deleted', (dir) => unlink(join(dir, 'dir', 'deep', 'file.txt'))],
+      ['an executable bit dropped', (dir) => chmod(join(dir, 'bin', 'tool'), 0o644)],
+      [
+        'a symlink replaced by a file',
+        (dir) => unlink(join(dir, 'link')).then(() => writeFile(join(dir, 'link'), 'x')),
+      ],
+      [
+        'a directory replaced by a file',
+        (dir) => rm(join(dir, 'dir'), { recursive: true }).then(() => writeFile(join(dir, 'dir'), 'x')),
+      ],
+    ])('checks out in full when the snapshot was tampered with: %s', async (_what, tamper) => {
+      const { repo, gitDir, snapshotDir, second } = await updatedRepository(`mirror/tampered-${++counter}`);
+      await tamper(snapshotDir);
+      await writeFile(join(snapshotDir, 'untracked.txt'), 'junk');
+
+      expect(await recorded.checkoutSnapshot(gitDir, snapshotDir, second)).toEqual({ filesChanged: 4 });
+      await expectSnapshotEquals(repo, second, snapshotDir);
+      expect(recorder.takeReadTrees()).toEqual(['--reset -u']);
+    });
+
+    it('removes untracked files, even in the way of new paths, without a full checkout', async () => {
+      const { repo, gitDir, snapshotDir, second } = await updatedRepository('mirror/untracked');
+      await mkdir(join(snapshotDir, 'new', 'file.txt', 'inside'), { recursive: true });
+      await writeFile(join(snapshotDir, 'new', 'file.txt', 'inside', 'x.log'), 'junk');
+      await mkdir(join(snapshotDir, 'nested-repo', '.git'), { recursive: true });
+      await symlink('/etc', join(snapshotDir, 'evil-link'));
+
+      expect(await recorded.checkoutSnapshot(gitDir, snapshotDir, second)).toEqual({ filesChanged: 4 });
+      await expectSnapshotEquals(repo, second, snapshotDir);
+      expect(recorder.takeReadTrees()).toEqual(['-m -u']);
+    });
+
+    it('does not trust an index left at another commit (a crash before the snapshot ref moved)', async () => {
+      const { repo, gitDir, snapshotDir, first, second } = await updatedRepository('mirror/crashed');
+      // As if a checkout of `second` had crashed after writing index and files, before update-ref.
+      await runFixtureGit(
+        [
+          '--git-dir',
+          gitDir,
+          '--work-tree',
+          snapshotDir,
+          '-c',
+          'core.bare=false',
+          'read-tree',
+          '-m',
+          '-u',
+          first,
+          second,
+        ],
+        { env: { GIT_INDEX_FILE: snapshotIndex(gitDir, snapshotDir) } },
+      );
+      // From `first`, changes.txt is unchanged: a merge trusting the index would keep its v2.
+      const third = await repo.commit({ 'changes.txt': 'v1', 'same.txt': 'same, changed' }, { date: DATE });
+      await recorded.fetch(gitDir, repo.url, 'main');
+      recorder.takeReadTrees();
+
+      await recorded.checkoutSnapshot(gitDir, snapshotDir, third);
+      await expectSnapshotEquals(repo, third, snapshotDir);
+      expect(recorder.takeReadTrees()).toEqual(['--reset -u']);
+    });
+
+    it('checks out in full when the index file is gone', async () => {
+      const { repo, gitDir, snapshotDir, second } = await updatedRepository('mirror/no-index');
+      await rm(snapshotIndex(gitDir, snapshotDir));
+
+      await recorded.checkoutSnapshot(gitDir, snapshotDir, second);
+      await expectSnapshotEquals(repo, second, snapshotDir);
+      expect(recorder.takeReadTrees()).toEqual(['--reset -u']);
+    });
   });
 
   it('follows a force-push to an unrelated history', async () => {
@@ -377,6 +541,12 @@ describe('GitMirror', () => {
     expect((await runFixtureGit(['rev-parse', 'main'], { gitDir: dest })).stdout.trim()).toBe(sha);
   });
 });
+
+/** The index file of a snapshot dir, where GitMirror keeps it (see the layout in git-mirror.ts). */
+function snapshotIndex(gitDir: string, snapshotDir: string): string {
+  const key = createHash('sha256').update(resolve(snapshotDir)).digest('hex').slice(0, 16);
+  return join(gitDir, 'reposync', 'index', key);
+}
 
 /** Paths of regular files under `dir` whose bytes contain `needle`. */
 async function filesContaining(dir: string, needle: string): Promise<string[]> {

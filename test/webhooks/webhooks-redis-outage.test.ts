@@ -1,9 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { Redis } from 'ioredis';
 import type { TestTenant } from '../support/api-harness.js';
 import { SyncHarness } from '../support/sync-harness.js';
 import { githubPush, githubSignature } from '../support/webhook-payloads.js';
@@ -12,6 +14,8 @@ import { githubPush, githubSignature } from '../support/webhook-payloads.js';
 const DELIVERIES = 20;
 /** The enqueue gives up after 2 s, and it runs after the answer: an answer never waits for it. */
 const MAX_ANSWER_MS = 3000;
+/** util-linux: runs a program with a parent-death signal. */
+const SETPRIV = '/usr/bin/setpriv';
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -31,6 +35,8 @@ async function freePort(): Promise<number> {
  */
 class PrivateRedis {
   private child?: ChildProcess;
+  /** Clients connected when the server was last killed: the service's connections to wait for. */
+  private clientsBeforeKill = 0;
 
   private constructor(readonly port: number) {}
 
@@ -51,11 +57,21 @@ class PrivateRedis {
   /** Starts redis-server on the same port and resolves once it accepts connections. */
   async restart(): Promise<void> {
     if (this.child) return;
-    const child = spawn(
+    const server = [
       'redis-server',
-      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+      '--port',
+      String(this.port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+    ];
+    // The server must never outlive this process, which can end without running afterAll (Nest calls
+    // process.exit on a failed start-up): setpriv makes the kernel kill it when its parent dies.
+    const command = existsSync(SETPRIV) ? [SETPRIV, '--pdeathsig', 'KILL', ...server] : server;
+    const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -82,10 +98,35 @@ class PrivateRedis {
     this.child = child;
   }
 
+  /** How many clients (other than this probe) are connected. */
+  async connectedClients(): Promise<number> {
+    const probe = new Redis(this.url, { maxRetriesPerRequest: 1, lazyConnect: true });
+    try {
+      await probe.connect();
+      const info = await probe.info('clients');
+      return Number(/connected_clients:(\d+)/.exec(info)?.[1] ?? 0) - 1;
+    } finally {
+      probe.disconnect();
+    }
+  }
+
+  /** Resolves once every client connected before the last kill has reconnected. */
+  async waitForReconnections(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while ((await this.connectedClients()) < this.clientsBeforeKill) {
+      if (Date.now() > deadline)
+        throw new Error(`the service did not reconnect ${this.clientsBeforeKill} clients to Redis`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
   /** Kills the server abruptly (an outage, not a shutdown) and waits for it to be gone. */
   async kill(): Promise<void> {
     const child = this.child;
     if (!child) return;
+    if (child.exitCode === null && child.signalCode === null) {
+      this.clientsBeforeKill = await this.connectedClients().catch(() => 0);
+    }
     this.child = undefined;
     if (child.exitCode !== null || child.signalCode !== null) return;
     const exited = once(child, 'exit');
@@ -106,16 +147,21 @@ describe('webhooks while Redis is down (private redis-server)', () => {
   });
 
   afterAll(async () => {
-    // Closing the worker and the queues waits on Redis: bring it back first if a failed test left it down.
+    // A BullMQ Worker.close() started while its connection is down or still reconnecting never resolves,
+    // even once Redis is back (taskforcesh/bullmq#4656): if a failed test left Redis down, bring it back
+    // and wait for the service's connections before stopping the worker.
     // The harness then clears its key prefix on the shared Redis, where this file wrote nothing: harmless.
-    // The private server's own keys go with it (no persistence).
+    // The private server's keys go with it (no persistence).
     try {
-      if (redis && !redis.running) await redis.restart();
+      if (redis && !redis.running) {
+        await redis.restart();
+        await redis.waitForReconnections();
+      }
       await h?.stop();
     } finally {
       await redis?.kill();
     }
-  });
+  }, 60_000);
 
   async function deliveryRows(repositoryId: string) {
     const { rows } = await h.db.query<{ deliveryId: string; outcome: string; enqueuedAt: Date | null }>(
@@ -151,7 +197,7 @@ describe('webhooks while Redis is down (private redis-server)', () => {
     const answers: { status: number; outcome: unknown; ms: number }[] = [];
     for (const deliveryId of deliveryIds) {
       const started = performance.now();
-      const res = await h.api.request(`POST`, `/webhooks/github?repository=${repositoryId}`, {
+      const res = await h.api.request('POST', `/webhooks/github?repository=${repositoryId}`, {
         rawBody: body,
         headers: {
           'content-type': 'application/json',
@@ -176,6 +222,7 @@ describe('webhooks while Redis is down (private redis-server)', () => {
     expect((await deliveryRows(repositoryId)).filter((r) => r.enqueuedAt !== null)).toEqual([]);
 
     await redis.restart();
+    await redis.waitForReconnections();
     await h.waitForBranch(repositoryId, 'main', pushed, 60_000);
     await h.waitFor(
       'every delivery marked enqueued',

@@ -57,6 +57,14 @@ export interface FetchResult {
   bytesFetched: number;
 }
 
+/** The arguments and options of git commands that work on one snapshot dir with its own index. */
+interface SnapshotWorktree {
+  gitDir: string;
+  snapshotDir: string;
+  args: string[];
+  options: GitRunOptions;
+}
+
 // Snapshots must be byte-exact copies of the tree: highest-precedence attributes switch off every
 // checkout conversion a repository's own .gitattributes could ask for (eol, smudge filters, $Id$...).
 const EXACT_CHECKOUT_ATTRIBUTES = '* -text -eol -ident -filter -working-tree-encoding\n';
@@ -139,6 +147,19 @@ export class GitMirror {
   /**
    * Makes `snapshotDir` exactly the tree of `sha` (tracked files only, no `.git`, untracked files
    * removed) and counts the paths that changed since the commit this dir held before (0 the first time).
+   *
+   * Two ways there, with the same guarantee once it returns:
+   * - In place, when the dir held a commit before and its index is there. First the snapshot is checked
+   *   to be exactly that commit (index equal to its tree, every indexed path on disk matching the index)
+   *   and untracked files are removed, while the blobs the update needs are downloaded; then a two-way
+   *   merge writes only the paths that differ. Starting from an index equal to the old tree, the merge
+   *   leaves exactly the new tree.
+   * - In full: the first time, and whenever a check or the merge fails. A one-way reset to the commit
+   *   rewrites whatever differs from the index, then untracked files are removed.
+   * Both trust git's stat data alike (content is compared when size, times or inode changed, or when the
+   * file is as new as the index; a same-size edit that also restores all of them goes unseen by either)
+   * and both lstat every tracked path. What the in-place way saves is the reset's per-path work and,
+   * mostly, time: its checks run while the blobs download, where the reset waits for them first.
    */
   async checkoutSnapshot(
     gitDir: string,
@@ -149,6 +170,7 @@ export class GitMirror {
     assertObjectId(sha);
     const key = createHash('sha256').update(resolve(snapshotDir)).digest('hex').slice(0, 16);
     const indexDir = join(gitDir, 'reposync', 'index');
+    const indexFile = join(indexDir, key);
     const snapshotRef = `refs/reposync/snapshots/${key}`;
     await mkdir(indexDir, { recursive: true });
     await mkdir(snapshotDir, { recursive: true });
@@ -156,41 +178,130 @@ export class GitMirror {
     await writeExactCheckoutAttributes(gitDir);
 
     const previous = await this.resolveOptional(gitDir, snapshotRef);
-    const worktree: GitRunOptions = {
-      credentials,
-      timeoutMs: this.timeouts.checkoutMs,
-      env: { GIT_INDEX_FILE: join(indexDir, key) },
-    };
-    const worktreeArgs = [
-      '--git-dir',
+    const snapshot: SnapshotWorktree = {
       gitDir,
-      '--work-tree',
       snapshotDir,
-      '-c',
-      'core.bare=false',
-      '-c',
-      'core.symlinks=true',
-      '-c',
-      'core.autocrlf=false',
-      '-c',
-      'checkout.workers=0',
-    ];
-    // --reset -u: a one-way merge to `sha` that also restores tracked files someone changed or deleted
-    // in the snapshot and overwrites untracked files in the way (the index alone is not trusted).
-    await this.runner.run([...worktreeArgs, 'read-tree', '--reset', '-u', sha], worktree);
-    // Then everything the index does not know goes, ignored files included.
-    await this.runner.run([...worktreeArgs, 'clean', '-ffdxq'], worktree);
+      args: [
+        '--git-dir',
+        gitDir,
+        '--work-tree',
+        snapshotDir,
+        '-c',
+        'core.bare=false',
+        '-c',
+        'core.symlinks=true',
+        '-c',
+        'core.autocrlf=false',
+        '-c',
+        'checkout.workers=0',
+      ],
+      options: { credentials, timeoutMs: this.timeouts.checkoutMs, env: { GIT_INDEX_FILE: indexFile } },
+    };
+    const countChanges = (): Promise<number> =>
+      previous !== null && previous !== sha
+        ? this.countChangedPaths(gitDir, previous, sha)
+        : Promise.resolve(0);
 
-    let filesChanged = 0;
-    if (previous !== null && previous !== sha) {
-      const { stdout } = await this.runner.run(
-        ['--git-dir', gitDir, 'diff-tree', '-r', '-z', '--no-renames', '--name-only', previous, sha],
-        this.localOptions({ maxOutputBytes: 256 * 1024 * 1024 }),
-      );
-      filesChanged = stdout.split('\0').filter((path) => path.length > 0).length;
+    let filesChanged: number | null = null;
+    if (previous !== null && (await pathExists(indexFile))) {
+      filesChanged = await this.updateSnapshotInPlace(snapshot, previous, sha, countChanges);
+    }
+    if (filesChanged === null) {
+      // --reset -u: a one-way merge to `sha` that also restores tracked files someone changed or deleted
+      // in the snapshot and overwrites untracked files in the way (the index alone is not trusted).
+      await this.runner.run([...snapshot.args, 'read-tree', '--reset', '-u', sha], snapshot.options);
+      [, filesChanged] = await allSettledOrThrow([this.cleanSnapshot(snapshot), countChanges()]);
     }
     await this.runner.run(['--git-dir', gitDir, 'update-ref', snapshotRef, sha], this.localOptions());
     return { filesChanged };
+  }
+
+  /**
+   * Checks that the snapshot is exactly `previous` and moves it to `sha` writing only the paths that
+   * differ. Resolves with the count of changed paths, or null when the snapshot must be checked out in
+   * full instead (nothing it did stands in the way of that).
+   */
+  private async updateSnapshotInPlace(
+    snapshot: SnapshotWorktree,
+    previous: string,
+    sha: string,
+    countChanges: () => Promise<number>,
+  ): Promise<number | null> {
+    const { args, options } = snapshot;
+    // Exit codes that mean "not as expected" (and local failures: a damaged index) send the snapshot down
+    // the full way. Credentials, network, timeouts propagate: the full way would fail the same.
+    const problemOf = (error: unknown): string => {
+      if (!(error instanceof GitCommandFailedError)) throw error;
+      return error.message;
+    };
+    // All of these only read the index (update-index writes back refreshed stat data, same paths), so
+    // they run side by side, and beside the download of the blobs the merge will need.
+    const [treeProblem, diskProblem, cleanProblem, , filesChanged] = await allSettledOrThrow([
+      // Exits 1 unless the index is exactly the old commit's tree, which is what makes the two-way merge
+      // exact: an index that is not (a crash between checkout and update-ref, a damaged file) would
+      // carry its differences over unchanged paths into the new snapshot.
+      this.runner
+        .run([...args, 'diff-index', '--cached', '--quiet', previous, '--'], options)
+        .then(() => null, problemOf),
+      // Exits 1 when a tracked path on disk differs from the index (content, mode, type, missing); also
+      // stores fresh stat data for files whose stat changed but not their content, so the next check
+      // stays cheap. The paths it lists are not needed, only whether there are any.
+      this.runner
+        .run([...args, 'update-index', '--refresh'], { ...options, onStdout: () => undefined })
+        .then(() => null, problemOf),
+      // Untracked files go now, including any in the way of paths the merge adds.
+      this.cleanSnapshot(snapshot).then(() => null, problemOf),
+      previous !== sha ? this.prefetchChangedBlobs(snapshot, previous, sha) : Promise.resolve(),
+      countChanges(),
+    ]);
+    let problem = treeProblem ?? diskProblem ?? cleanProblem;
+    if (problem === null && previous !== sha) {
+      try {
+        await this.runner.run([...args, 'read-tree', '-m', '-u', previous, sha], options);
+      } catch (error) {
+        problem = problemOf(error);
+      }
+    }
+    if (problem === null) return filesChanged;
+    this.log('snapshot not updatable in place; checking it out in full', {
+      snapshotDir: snapshot.snapshotDir,
+      problem,
+    });
+    return null;
+  }
+
+  /**
+   * Downloads the missing blobs that differ between two commits in one batch. Only a head start for the
+   * merge, which would fetch the same blobs itself: git's diff fetches a diff's missing blobs in one batch
+   * before computing any stat, and `--dirstat=files` is the stat that needs no line diffs.
+   */
+  private async prefetchChangedBlobs(snapshot: SnapshotWorktree, from: string, to: string): Promise<void> {
+    try {
+      await this.runner.run(
+        ['--git-dir', snapshot.gitDir, 'diff-tree', '-r', '--no-renames', '--dirstat=files', from, to],
+        { ...snapshot.options, env: {}, onStdout: () => undefined },
+      );
+    } catch (error) {
+      if (!(error instanceof GitCommandFailedError)) throw error;
+      this.log('prefetching changed blobs failed; the checkout fetches them itself', {
+        snapshotDir: snapshot.snapshotDir,
+        error: error.message,
+      });
+    }
+  }
+
+  /** Removes everything the snapshot's index does not list, ignored files and nested repositories included. */
+  private async cleanSnapshot(snapshot: SnapshotWorktree): Promise<void> {
+    await this.runner.run([...snapshot.args, 'clean', '-ffdxq'], snapshot.options);
+  }
+
+  /** Number of paths that differ between two commits' trees. */
+  private async countChangedPaths(gitDir: string, from: string, to: string): Promise<number> {
+    const { stdout } = await this.runner.run(
+      ['--git-dir', gitDir, 'diff-tree', '-r', '-z', '--no-renames', '--name-only', from, to],
+      this.localOptions({ maxOutputBytes: 256 * 1024 * 1024 }),
+    );
+    return stdout.split('\0').filter((path) => path.length > 0).length;
   }
 
   /** Commit SHA that a revision (SHA or ref, e.g. `refs/remotes/origin/<b>`) names; throws if none. */
@@ -421,6 +532,27 @@ function assertRevision(rev: string): void {
 async function writeExactCheckoutAttributes(gitDir: string): Promise<void> {
   await mkdir(join(gitDir, 'info'), { recursive: true });
   await writeFile(join(gitDir, 'info', 'attributes'), EXACT_CHECKOUT_ATTRIBUTES);
+}
+
+/** Like Promise.all, but waits for every promise (no git left running behind a failure) before throwing. */
+async function allSettledOrThrow<T extends readonly unknown[]>(promises: {
+  [K in keyof T]: Promise<T[K]>;
+}): Promise<T> {
+  const results = await Promise.allSettled(promises);
+  const failed = results.find((result) => result.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results.map((result) => (result as PromiseFulfilledResult<unknown>).value) as unknown as T;
+}
+
+async function pathExists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (error) {
+    if (typeof error === 'object' && error !== null && 'code' in error && error.code === 'ENOENT')
+      return false;
+    throw error;
+  }
 }
 
 /** Sizes of the `.pack` files of a git dir by name. */

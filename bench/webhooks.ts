@@ -1,0 +1,547 @@
+/**
+ * Webhook intake benchmark: signed GitHub push deliveries fired with autocannon at the real API
+ * (createApi: Fastify + Nest, signature check, one SQL statement per delivery, enqueue after the answer),
+ * next to a bare Fastify route answering {ok:true} as the ceiling of this machine.
+ *
+ * Build and run from the project root (Postgres on 127.0.0.1:5432 with trust auth, Redis on 127.0.0.1:6379):
+ *   node node_modules/typescript/bin/tsc -p bench/tsconfig.json
+ *   node bench/dist/bench/webhooks.js [--duration 10] [--warmup 3] [--connections 50] [--workers 1]
+ *                                     [--repositories 1] [--branches 1] [--pool 10] [--log-level warn]
+ *                                     [--synchronous-commit on]
+ *                                     [--pg postgresql://postgres@127.0.0.1:5432] [--redis redis://127.0.0.1:6379]
+ *
+ * It creates (and drops at the end) a database `reposync_bench_<pid>` and a Redis key prefix
+ * `bench-webhooks-<pid>`; nothing else is touched. No worker runs: jobs wait in Redis and are deleted.
+ */
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import Fastify from 'fastify';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { createApi } from '../src/api.js';
+import { loadConfig } from '../src/config/app-config.js';
+import { githubPush, githubSignature } from '../test/support/webhook-payloads.js';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+type LogLevel = (typeof LOG_LEVELS)[number];
+
+interface Options {
+  durationS: number;
+  warmupS: number;
+  connections: number;
+  workers: number;
+  repositories: number;
+  branches: number;
+  pool: number;
+  synchronousCommit: 'on' | 'off';
+  logLevel: LogLevel;
+  pgUrl: string;
+  redisUrl: string;
+}
+
+/** Target of the run: ≥ 1,000 deliveries/s with p99 < 50 ms. */
+const TARGET_RPS = 1000;
+const TARGET_P99_MS = 50;
+
+function parseOptions(): Options {
+  const { values } = parseArgs({
+    options: {
+      duration: { type: 'string', default: '10' },
+      warmup: { type: 'string', default: '3' },
+      connections: { type: 'string', default: '50' },
+      workers: { type: 'string', default: '1' },
+      repositories: { type: 'string', default: '1' },
+      branches: { type: 'string', default: '1' },
+      'synchronous-commit': { type: 'string', default: 'on' },
+      pool: { type: 'string', default: '10' },
+      'log-level': { type: 'string', default: 'warn' },
+      pg: { type: 'string', default: 'postgresql://postgres@127.0.0.1:5432' },
+      redis: { type: 'string', default: 'redis://127.0.0.1:6379' },
+    },
+  });
+  const integer = (name: string, raw: string, min: number): number => {
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min)
+      throw new Error(`--${name} must be an integer >= ${min}, got ${raw}`);
+    return n;
+  };
+  const logLevel = values['log-level'];
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new Error(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got ${logLevel}`);
+  }
+  const synchronousCommit = values['synchronous-commit'];
+  if (synchronousCommit !== 'on' && synchronousCommit !== 'off') {
+    throw new Error(`--synchronous-commit must be on or off, got ${synchronousCommit}`);
+  }
+  return {
+    durationS: integer('duration', values.duration, 1),
+    warmupS: integer('warmup', values.warmup, 0),
+    connections: integer('connections', values.connections, 1),
+    workers: integer('workers', values.workers, 0),
+    repositories: integer('repositories', values.repositories, 1),
+    branches: integer('branches', values.branches, 1),
+    synchronousCommit,
+    pool: integer('pool', values.pool, 1),
+    logLevel: logLevel as LogLevel,
+    pgUrl: values.pg.replace(/\/+$/, ''),
+    redisUrl: values.redis,
+  };
+}
+
+/**
+ * The figures go to stdout, unless the API logs every request there (info and more verbose): then they go
+ * to stderr, so that `> /dev/null` drops the request log and keeps the report.
+ */
+let report: (line: string) => void = (line) => console.log(line);
+
+/** The directory holding package.json and scripts/ (this file runs from bench/dist/bench/). */
+function projectRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'scripts', 'prisma.mjs'))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('cannot find the project root (scripts/prisma.mjs)');
+    dir = parent;
+  }
+  return dir;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** A Postgres database of its own, migrated with the project's migrations (same naming as bench/sync.ts). */
+async function createDatabase(
+  serverUrl: string,
+  root: string,
+  synchronousCommit: 'on' | 'off',
+): Promise<{ name: string; url: string; drop(): Promise<void> }> {
+  const name = `reposync_bench_${process.pid}`;
+  const admin = new pg.Client({ connectionString: `${serverUrl}/postgres` });
+  await admin.connect();
+  try {
+    // Leftovers of interrupted earlier runs (of this benchmark or bench/sync.ts).
+    const stale = await admin.query<{ datname: string }>(
+      "SELECT datname FROM pg_database WHERE datname ~ '^reposync_bench_[0-9]+$'",
+    );
+    for (const { datname } of stale.rows) {
+      const pid = Number(datname.slice('reposync_bench_'.length));
+      if (pid === process.pid || !isAlive(pid)) {
+        await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
+      }
+    }
+    await admin.query(`CREATE DATABASE "${name}"`);
+    // Diagnostic only (this database's sessions, not the server): how much of the time is commit flushes.
+    if (synchronousCommit === 'off')
+      await admin.query(`ALTER DATABASE "${name}" SET synchronous_commit = off`);
+  } finally {
+    await admin.end();
+  }
+  const drop = async () => {
+    const client = new pg.Client({ connectionString: `${serverUrl}/postgres` });
+    await client.connect();
+    try {
+      await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    } finally {
+      await client.end();
+    }
+  };
+  const url = `${serverUrl}/${name}`;
+  const migrate = spawnSync(process.execPath, ['scripts/prisma.mjs', 'migrate', 'deploy'], {
+    cwd: root,
+    env: { ...process.env, DATABASE_URL: url },
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  if (migrate.status !== 0) {
+    await drop();
+    throw new Error(`prisma migrate deploy failed:\n${migrate.stdout}\n${migrate.stderr}`);
+  }
+  return { name, url, drop };
+}
+
+async function clearRedisPrefix(url: string, prefix: string): Promise<void> {
+  const redis = new Redis(url, { maxRetriesPerRequest: 1 });
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
+}
+
+async function call<T>(
+  baseUrl: string,
+  method: string,
+  path: string,
+  token: string,
+  body?: unknown,
+): Promise<T> {
+  const res = await fetch(`${baseUrl}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (res.status >= 300) throw new Error(`${method} ${path} answered ${res.status}: ${text}`);
+  return (text ? JSON.parse(text) : null) as T;
+}
+
+/**
+ * One delivery per repository and branch: its body (and so its signature) is fixed; autocannon fills in
+ * a fresh delivery id for every request.
+ */
+interface DeliveryTemplate {
+  path: string;
+  body: string;
+  headers: Record<string, string>;
+}
+
+async function deliveries(
+  repositoryId: string,
+  secret: string,
+  branches: string[],
+): Promise<DeliveryTemplate[]> {
+  const sha = () => randomBytes(20).toString('hex');
+  return Promise.all(
+    branches.map(async (branch) => {
+      const body = JSON.stringify(githubPush('bench/webhooks', branch, sha(), sha()));
+      return {
+        path: `/webhooks/github?repository=${repositoryId}`,
+        body,
+        headers: {
+          'content-type': 'application/json',
+          'x-github-event': 'push',
+          // autocannon replaces [<id>] with a fresh id in every request it sends (idReplacement).
+          'x-github-delivery': '[<id>]',
+          'x-hub-signature-256': await githubSignature(secret, body),
+        },
+      };
+    }),
+  );
+}
+
+/**
+ * The autocannon requests for the templates. Every connection walks a `requests` list from its start, so a
+ * list of several templates would send the connections through the repositories in lockstep: with more
+ * than one, each request picks a template at random instead (in a generated CommonJS file, because
+ * autocannon's worker threads load request hooks by path).
+ */
+async function requestsFor(
+  templates: DeliveryTemplate[],
+  scratch: string,
+  workers: number,
+): Promise<autocannon.Request[]> {
+  const only = templates[0]!;
+  if (templates.length === 1)
+    return [{ method: 'POST', path: only.path, body: only.body, headers: only.headers }];
+  const source =
+    `const templates = ${JSON.stringify(templates)};\n` +
+    'module.exports = (request) => {\n' +
+    '  const t = templates[Math.floor(Math.random() * templates.length)];\n' +
+    '  return { ...request, path: t.path, body: t.body, headers: { ...t.headers } };\n' +
+    '};\n';
+  const file = join(scratch, 'pick-delivery.cjs');
+  await writeFile(file, source);
+  const pick = (request: autocannon.Request): autocannon.Request => {
+    const t = templates[Math.floor(Math.random() * templates.length)]!;
+    return { ...request, path: t.path, body: t.body, headers: { ...t.headers } };
+  };
+  return [{ method: 'POST', setupRequest: workers ? file : pick }];
+}
+
+/**
+ * Samples what the database's active backends are doing (wait event, or CPU when none) until stopped:
+ * tells row-lock queues and commit flushes apart from query work.
+ */
+function sampleWaits(url: string, database: string): { stop(): Promise<Map<string, number>> } {
+  const counts = new Map<string, number>();
+  const client = new pg.Client({ connectionString: url });
+  let running = true;
+  const loop = (async () => {
+    await client.connect();
+    while (running) {
+      const { rows } = await client.query<{ what: string; n: string }>(
+        `SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU (no wait event)') AS what, count(*) AS n
+         FROM pg_stat_activity WHERE datname = $1 AND state = 'active' AND pid <> pg_backend_pid() GROUP BY 1`,
+        [database],
+      );
+      for (const r of rows) counts.set(r.what, (counts.get(r.what) ?? 0) + Number(r.n));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await client.end();
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return counts;
+    },
+  };
+}
+
+interface Figures {
+  name: string;
+  seconds: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  max: number;
+  requests: number;
+  ok: number;
+  status: Record<string, number>;
+  errors: number;
+  timeouts: number;
+  /** Share of the time this process's event loop (the server's, with a worker-thread load) was busy. */
+  elu: number;
+}
+
+/** Fires for `length.durationS` seconds, or exactly `length.amount` requests (all answered when it returns). */
+async function fire(
+  name: string,
+  url: string,
+  requests: autocannon.Request[],
+  options: Options,
+  length: { durationS: number } | { amount: number },
+): Promise<Figures> {
+  const eluStart = performance.eventLoopUtilization();
+  const result = await autocannon({
+    url,
+    method: 'POST',
+    connections: options.connections,
+    // A worker thread keeps the load generator off the event loop of the server under test.
+    workers: options.workers || undefined,
+    ...('amount' in length ? { amount: length.amount } : { duration: length.durationS }),
+    idReplacement: true,
+    requests,
+  });
+  const status: Record<string, number> = {};
+  for (const [code, stat] of Object.entries(result.statusCodeStats ?? {})) status[code] = stat.count ?? 0;
+  return {
+    name,
+    seconds: result.duration,
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    max: result.latency.max,
+    requests: result.requests.total,
+    ok: result['2xx'],
+    status,
+    errors: result.errors,
+    timeouts: result.timeouts,
+    elu: performance.eventLoopUtilization(eluStart).utilization,
+  };
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows
+    .map((r, ri) => {
+      const line = r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)));
+      return ri === 0
+        ? `${line.join('  ')}\n${widths.map((w) => '-'.repeat(w)).join('  ')}`
+        : line.join('  ');
+    })
+    .join('\n');
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions();
+  if (['info', 'debug', 'trace'].includes(options.logLevel)) report = (line) => console.error(line);
+  const root = projectRoot();
+  const cleanups: Array<() => Promise<unknown>> = [];
+  const cleanup = async () => {
+    for (const step of cleanups.reverse()) {
+      await step().catch((e: unknown) => console.error('cleanup step failed:', e));
+    }
+  };
+  try {
+    report(
+      `reposync webhook benchmark: ${options.connections} connections for ${options.durationS} s ` +
+        `(warm-up ${options.warmupS} s), pool ${options.pool}, synchronous_commit ${options.synchronousCommit}, ` +
+        `log level ${options.logLevel}, autocannon workers ${options.workers}; node ${process.version}`,
+    );
+    const started = performance.now();
+    const database = await createDatabase(options.pgUrl, root, options.synchronousCommit);
+    cleanups.push(() => database.drop());
+    report(`database created and migrated in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+
+    const adminToken = randomBytes(32).toString('hex');
+    const config = loadConfig({
+      NODE_ENV: 'production',
+      LOG_LEVEL: options.logLevel,
+      DATABASE_URL: database.url,
+      DATABASE_POOL_SIZE: String(options.pool),
+      REDIS_URL: options.redisUrl,
+      QUEUE_PREFIX: `bench-webhooks-${process.pid}`,
+      ADMIN_TOKEN: adminToken,
+      ENCRYPTION_KEYS: `bench:${randomBytes(32).toString('base64')}`,
+      // The repository URL is never fetched (no worker), but it is http:// on 127.0.0.1.
+      ALLOW_INSECURE_REPOSITORY_URLS: 'true',
+    });
+    cleanups.push(() => clearRedisPrefix(config.redis.url, config.redis.queuePrefix));
+    const api = await createApi(config);
+    await api.listen({ host: '127.0.0.1', port: 0 });
+    cleanups.push(() => api.close());
+    const apiAddress = api.getHttpServer().address();
+    if (!apiAddress || typeof apiAddress === 'string') throw new Error('API did not bind a TCP port');
+    const apiUrl = `http://127.0.0.1:${apiAddress.port}`;
+
+    const ceiling = Fastify();
+    ceiling.post('/webhooks/github', async () => ({ ok: true }));
+    await ceiling.listen({ host: '127.0.0.1', port: 0 });
+    cleanups.push(() => ceiling.close());
+    const ceilingAddress = ceiling.server.address();
+    if (!ceilingAddress || typeof ceilingAddress === 'string') throw new Error('Fastify did not bind a port');
+    const ceilingUrl = `http://127.0.0.1:${ceilingAddress.port}`;
+
+    const created = await call<{ tenant: { id: string }; apiKey: { key: string } }>(
+      apiUrl,
+      'POST',
+      '/admin/tenants',
+      adminToken,
+      { name: 'Benchmark', slug: 'bench' },
+    );
+    const apiKey = created.apiKey.key;
+    const branches = Array.from({ length: options.branches }, (_, i) => (i === 0 ? 'main' : `branch-${i}`));
+    const templates: DeliveryTemplate[] = [];
+    for (let i = 0; i < options.repositories; i++) {
+      const repo = await call<{ id: string }>(apiUrl, 'POST', '/repositories', apiKey, {
+        url: `http://127.0.0.1:9/bench/webhooks-${i}.git`,
+        branches,
+      });
+      const hook = await call<{ secret: string }>(apiUrl, 'POST', `/repositories/${repo.id}/webhook`, apiKey);
+      templates.push(...(await deliveries(repo.id, hook.secret, branches)));
+    }
+    report(
+      `${options.repositories} repositor${options.repositories === 1 ? 'y' : 'ies'} x ${branches.length} ` +
+        `branch(es), push body ${templates[0]!.body.length} B, one signature per repository and branch, ` +
+        'a unique X-GitHub-Delivery per request',
+    );
+
+    const db = new pg.Client({ connectionString: database.url });
+    await db.connect();
+    cleanups.push(() => db.end());
+    const count = async (where: string) =>
+      Number(
+        (await db.query<{ n: string }>(`SELECT count(*) AS n FROM "WebhookDelivery" ${where}`)).rows[0]!.n,
+      );
+
+    const scratch = await mkdtemp(join(tmpdir(), 'reposync-bench-webhooks-'));
+    cleanups.push(() => rm(scratch, { recursive: true, force: true }));
+    const requests = await requestsFor(templates, scratch, options.workers);
+
+    const results: Figures[] = [];
+    let waits = new Map<string, number>();
+    for (const [name, url] of [
+      ['bare Fastify {ok:true}', ceilingUrl],
+      ['reposync POST /webhooks/github', apiUrl],
+    ] as const) {
+      // The measured run sends a fixed number of requests (about --duration seconds at the warm-up's rate)
+      // and waits for every answer, so that answers and recorded rows can be compared exactly.
+      let length: { durationS: number } | { amount: number } = { durationS: options.durationS };
+      if (options.warmupS) {
+        const warm = await fire(name, url, requests, options, { durationS: options.warmupS });
+        length = { amount: Math.max(options.connections, Math.round(warm.rps * options.durationS)) };
+        // Requests in flight when the warm-up stopped are answered (and recorded) before counting.
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      const isService = url === apiUrl;
+      const before = await count('');
+      const sampler = isService ? sampleWaits(database.url, database.name) : null;
+      const figures = await fire(name, url, requests, options, length);
+      if (sampler) waits = await sampler.stop();
+      results.push(figures);
+      if (isService) {
+        if (!('amount' in length)) await new Promise((r) => setTimeout(r, 1000));
+        const recorded = (await count('')) - before;
+        const accepted = figures.status['202'] ?? 0;
+        const exact = 'amount' in length;
+        const ok = exact ? figures.ok === recorded : recorded >= figures.ok;
+        report(
+          `deliveries: ${figures.requests} sent, ${figures.ok} answered 2xx (${accepted} x 202, ` +
+            `${figures.status['200'] ?? 0} x 200), ${recorded} new rows in "WebhookDelivery": ` +
+            (ok ? 'every accepted delivery is recorded' : 'MISMATCH') +
+            (exact ? '' : ' (duration mode: requests in flight at the end are recorded but not counted)'),
+        );
+        if (!ok) process.exitCode = 1;
+        // The enqueue runs after the answer: give it a moment, then see how far it got.
+        await new Promise((r) => setTimeout(r, 2000));
+        const pending = await count(`WHERE "outcome" = 'ACCEPTED' AND "enqueuedAt" IS NULL`);
+        report(`deliveries still waiting for their enqueue 2 s after the run: ${pending}`);
+      }
+    }
+
+    const fmt = (n: number) => n.toFixed(n >= 100 ? 0 : 1);
+    report('');
+    report(
+      table([
+        [
+          'target',
+          'time s',
+          'req/s',
+          'p50 ms',
+          'p99 ms',
+          'max ms',
+          'requests',
+          '2xx',
+          'other',
+          'errors',
+          'loop busy',
+        ],
+        ...results.map((f) => [
+          f.name,
+          f.seconds.toFixed(1),
+          fmt(f.rps),
+          fmt(f.p50),
+          fmt(f.p99),
+          fmt(f.max),
+          String(f.requests),
+          String(f.ok),
+          Object.entries(f.status)
+            .filter(([code]) => !code.startsWith('2'))
+            .map(([code, n]) => `${code}x${n}`)
+            .join(' ') || '0',
+          String(f.errors + f.timeouts),
+          options.workers ? `${Math.round(f.elu * 100)} %` : 'n/a',
+        ]),
+      ]),
+    );
+    const service = results[1]!;
+    const met = service.rps >= TARGET_RPS && service.p99 < TARGET_P99_MS;
+    const samples = [...waits.values()].reduce((a, b) => a + b, 0);
+    if (samples) {
+      report('\nPostgres backends of the benchmark database during the reposync run (sampled every 20 ms):');
+      for (const [what, n] of [...waits.entries()].sort((a, b) => b[1] - a[1]).slice(0, 8)) {
+        report(`  ${what.padEnd(36)} ${((100 * n) / samples).toFixed(1).padStart(5)} %`);
+      }
+    }
+    report(
+      `\ntarget >= ${TARGET_RPS} deliveries/s with p99 < ${TARGET_P99_MS} ms: ${met ? 'met' : 'MISSED'} ` +
+        `(${fmt(service.rps)}/s, p99 ${fmt(service.p99)} ms; ceiling ${fmt(results[0]!.rps)}/s)`,
+    );
+  } finally {
+    await cleanup();
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exitCode = 1;
+});
