@@ -22,11 +22,12 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { INestApplicationContext } from '@nestjs/common';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { createApi } from '../src/api.js';
 import { type AppConfig, loadConfig } from '../src/config/app-config.js';
 import { startWorker } from '../src/worker.js';
+import { deleteKeysWithPrefix } from '../test/support/redis-keys.js';
+import { createBenchDatabase } from './bench-database.js';
 import { type FixtureRepository, GitFixtureServer, runFixtureGit } from '../test/fixtures/git-server.js';
 
 interface Options {
@@ -147,83 +148,6 @@ function table(rows: string[][]): string {
     .join('\n');
 }
 
-/** A Postgres database of its own, migrated with the project's migrations. */
-class BenchDatabase {
-  private constructor(
-    private readonly serverUrl: string,
-    readonly name: string,
-  ) {}
-
-  get url(): string {
-    return `${this.serverUrl}/${this.name}`;
-  }
-
-  static async create(serverUrl: string, root: string): Promise<BenchDatabase> {
-    const admin = new pg.Client({ connectionString: `${serverUrl}/postgres` });
-    await admin.connect();
-    try {
-      // Leftovers of interrupted earlier runs.
-      const stale = await admin.query<{ datname: string }>(
-        "SELECT datname FROM pg_database WHERE datname ~ '^reposync_bench_[0-9]+$'",
-      );
-      for (const { datname } of stale.rows) {
-        const pid = Number(datname.slice('reposync_bench_'.length));
-        if (pid === process.pid || !isAlive(pid)) {
-          await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
-        }
-      }
-      const db = new BenchDatabase(serverUrl, `reposync_bench_${process.pid}`);
-      await admin.query(`CREATE DATABASE "${db.name}"`);
-      const migrate = spawnSync(process.execPath, ['scripts/prisma.mjs', 'migrate', 'deploy'], {
-        cwd: root,
-        env: { ...process.env, DATABASE_URL: db.url },
-        encoding: 'utf8',
-        timeout: 120_000,
-      });
-      if (migrate.status !== 0) {
-        await admin.query(`DROP DATABASE IF EXISTS "${db.name}" WITH (FORCE)`);
-        throw new Error(`prisma migrate deploy failed:\n${migrate.stdout}\n${migrate.stderr}`);
-      }
-      return db;
-    } finally {
-      await admin.end();
-    }
-  }
-
-  async drop(): Promise<void> {
-    const admin = new pg.Client({ connectionString: `${this.serverUrl}/postgres` });
-    await admin.connect();
-    try {
-      await admin.query(`DROP DATABASE IF EXISTS "${this.name}" WITH (FORCE)`);
-    } finally {
-      await admin.end();
-    }
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-async function clearRedisPrefix(url: string, prefix: string): Promise<void> {
-  const redis = new Redis(url, { maxRetriesPerRequest: 1 });
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
-      cursor = next;
-      if (keys.length) await redis.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
-}
-
 /** The service (API + worker in this process) as a client sees it, plus SQL access to what it records. */
 class Service {
   private constructor(
@@ -342,7 +266,7 @@ async function main(): Promise<void> {
     console.log(`fixture: ${tipFiles} files at the tip, generated in ${formatMs(performance.now() - t)}`);
 
     t = performance.now();
-    const database = await BenchDatabase.create(options.pgUrl, root);
+    const database = await createBenchDatabase(options.pgUrl, root);
     cleanups.push(() => database.drop());
     console.log(`database ${database.name} created and migrated in ${formatMs(performance.now() - t)}`);
 
@@ -365,7 +289,7 @@ async function main(): Promise<void> {
       RECONCILE_INTERVAL_MS: String(3600_000),
       POLL_TICK_MS: String(3600_000),
     });
-    cleanups.push(() => clearRedisPrefix(config.redis.url, config.redis.queuePrefix));
+    cleanups.push(() => deleteKeysWithPrefix(config.redis.url, config.redis.queuePrefix));
     const service = await Service.start(config);
     cleanups.push(() => service.stop());
     const apiKey = await service.createTenant();

@@ -13,7 +13,6 @@
  * It creates (and drops at the end) a database `reposync_bench_<pid>` and a Redis key prefix
  * `bench-webhooks-<pid>`; nothing else is touched. No worker runs: jobs wait in Redis and are deleted.
  */
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -24,11 +23,12 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import Fastify from 'fastify';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { createApi } from '../src/api.js';
 import { loadConfig } from '../src/config/app-config.js';
+import { deleteKeysWithPrefix } from '../test/support/redis-keys.js';
 import { githubPush, githubSignature } from '../test/support/webhook-payloads.js';
+import { createBenchDatabase } from './bench-database.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 type LogLevel = (typeof LOG_LEVELS)[number];
@@ -111,79 +111,6 @@ function projectRoot(): string {
     dir = parent;
   }
   return dir;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** A Postgres database of its own, migrated with the project's migrations (same naming as bench/sync.ts). */
-async function createDatabase(
-  serverUrl: string,
-  root: string,
-  synchronousCommit: 'on' | 'off',
-): Promise<{ name: string; url: string; drop(): Promise<void> }> {
-  const name = `reposync_bench_${process.pid}`;
-  const admin = new pg.Client({ connectionString: `${serverUrl}/postgres` });
-  await admin.connect();
-  try {
-    // Leftovers of interrupted earlier runs (of this benchmark or bench/sync.ts).
-    const stale = await admin.query<{ datname: string }>(
-      "SELECT datname FROM pg_database WHERE datname ~ '^reposync_bench_[0-9]+$'",
-    );
-    for (const { datname } of stale.rows) {
-      const pid = Number(datname.slice('reposync_bench_'.length));
-      if (pid === process.pid || !isAlive(pid)) {
-        await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
-      }
-    }
-    await admin.query(`CREATE DATABASE "${name}"`);
-    // Diagnostic only (this database's sessions, not the server): how much of the time is commit flushes.
-    if (synchronousCommit === 'off')
-      await admin.query(`ALTER DATABASE "${name}" SET synchronous_commit = off`);
-  } finally {
-    await admin.end();
-  }
-  const drop = async () => {
-    const client = new pg.Client({ connectionString: `${serverUrl}/postgres` });
-    await client.connect();
-    try {
-      await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-    } finally {
-      await client.end();
-    }
-  };
-  const url = `${serverUrl}/${name}`;
-  const migrate = spawnSync(process.execPath, ['scripts/prisma.mjs', 'migrate', 'deploy'], {
-    cwd: root,
-    env: { ...process.env, DATABASE_URL: url },
-    encoding: 'utf8',
-    timeout: 120_000,
-  });
-  if (migrate.status !== 0) {
-    await drop();
-    throw new Error(`prisma migrate deploy failed:\n${migrate.stdout}\n${migrate.stderr}`);
-  }
-  return { name, url, drop };
-}
-
-async function clearRedisPrefix(url: string, prefix: string): Promise<void> {
-  const redis = new Redis(url, { maxRetriesPerRequest: 1 });
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
-      cursor = next;
-      if (keys.length) await redis.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
 }
 
 async function call<T>(
@@ -378,7 +305,9 @@ async function main(): Promise<void> {
         `log level ${options.logLevel}, autocannon workers ${options.workers}; node ${process.version}`,
     );
     const started = performance.now();
-    const database = await createDatabase(options.pgUrl, root, options.synchronousCommit);
+    const database = await createBenchDatabase(options.pgUrl, root, {
+      synchronousCommit: options.synchronousCommit,
+    });
     cleanups.push(() => database.drop());
     report(`database created and migrated in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 
@@ -395,7 +324,7 @@ async function main(): Promise<void> {
       // The repository URL is never fetched (no worker), but it is http:// on 127.0.0.1.
       ALLOW_INSECURE_REPOSITORY_URLS: 'true',
     });
-    cleanups.push(() => clearRedisPrefix(config.redis.url, config.redis.queuePrefix));
+    cleanups.push(() => deleteKeysWithPrefix(config.redis.url, config.redis.queuePrefix));
     const api = await createApi(config);
     await api.listen({ host: '127.0.0.1', port: 0 });
     cleanups.push(() => api.close());

@@ -1,9 +1,9 @@
 import { rm } from 'node:fs/promises';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
-import { Redis } from 'ioredis';
 import { createApi } from '../../src/api.js';
 import type { AppConfig } from '../../src/config/app-config.js';
 import { TEST_REDIS_URL } from '../setup/test-env.js';
+import { deleteKeysWithPrefix } from './redis-keys.js';
 import { type TestDatabase, createTestDatabase } from '../setup/test-database.js';
 import { TEST_ADMIN_TOKEN, testConfig } from './test-config.js';
 
@@ -93,15 +93,5 @@ export class ApiHarness {
 
 /** Removes every Redis key of a test's queue prefix. */
 export async function clearQueuePrefix(prefix: string): Promise<void> {
-  const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: 1 });
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
-      cursor = next;
-      if (keys.length) await redis.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
+  await deleteKeysWithPrefix(TEST_REDIS_URL, prefix);
 }
