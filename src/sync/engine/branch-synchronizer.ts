@@ -169,8 +169,11 @@ export class BranchSynchronizer {
   ): Promise<{ run: RunOutcome; sha: string | null; remoteSha: string | null; deleted?: boolean }> {
     const repo = branch.repository;
     await this.guardRemote(repo.cloneUrl);
-    const credentials = await this.credentials(repo);
-    const heads = await timed('resolve', () => this.mirror.lsRemote(repo.cloneUrl, credentials));
+    // Re-read for every git operation: installation and OAuth tokens expire and are renewed meanwhile.
+    const credentials = () => this.credentials(repo);
+    const heads = await timed('resolve', async () =>
+      this.mirror.lsRemote(repo.cloneUrl, await credentials()),
+    );
     if (heads.branches.size === 0) {
       return {
         run: { status: 'NOOP', strategyReason: 'the repository is empty', toSha: null },
@@ -212,8 +215,8 @@ export class BranchSynchronizer {
       let reason = plan.reason;
       if (plan.strategy === 'fetch') {
         try {
-          fetched = await timed('fetch', () =>
-            this.mirror.fetch(lease.gitDir, repo.cloneUrl, branch.name, credentials),
+          fetched = await timed('fetch', async () =>
+            this.mirror.fetch(lease.gitDir, repo.cloneUrl, branch.name, await credentials()),
           );
         } catch (e) {
           // A broken cached clone must not fail the sync: start over from a fresh clone.
@@ -222,25 +225,25 @@ export class BranchSynchronizer {
           await lease.reset();
           strategy = 'clone';
           reason = 'the cached clone was unusable';
-          fetched = await timed('clone', () =>
-            this.mirror.clone(repo.cloneUrl, lease.gitDir, branch.name, credentials),
+          fetched = await timed('clone', async () =>
+            this.mirror.clone(repo.cloneUrl, lease.gitDir, branch.name, await credentials()),
           );
         }
       } else {
         if (lease.ready) await lease.reset();
-        fetched = await timed('clone', () =>
-          this.mirror.clone(repo.cloneUrl, lease.gitDir, branch.name, credentials),
+        fetched = await timed('clone', async () =>
+          this.mirror.clone(repo.cloneUrl, lease.gitDir, branch.name, await credentials()),
         );
       }
       if (branch.syncedSha && branch.syncedSha !== fetched.sha) {
-        const fastForward = await timed('history', () =>
-          this.mirror.isAncestor(lease.gitDir, branch.syncedSha!, fetched.sha, credentials),
+        const fastForward = await timed('history', async () =>
+          this.mirror.isAncestor(lease.gitDir, branch.syncedSha!, fetched.sha, await credentials()),
         );
         if (!fastForward)
           reason = `${reason}; force-push: ${branch.syncedSha.slice(0, 12)} is not an ancestor`;
       }
-      const { filesChanged } = await timed('checkout', () =>
-        this.mirror.checkoutSnapshot(lease.gitDir, snapshotDir, fetched.sha, credentials),
+      const { filesChanged } = await timed('checkout', async () =>
+        this.mirror.checkoutSnapshot(lease.gitDir, snapshotDir, fetched.sha, await credentials()),
       );
       if (this.archiver) {
         // The branch becomes SYNCED only once its archive is recorded: a failure here fails the attempt.
@@ -261,7 +264,7 @@ export class BranchSynchronizer {
       let graph: GraphStep = { status: 'disabled', commits: 0, indexedSha: null };
       if (this.graph?.enabled) {
         const indexing = this.graph;
-        graph = await timed('graph', () =>
+        graph = await timed('graph', async () =>
           indexing.index({
             tenantId: branch.tenantId,
             repository: repo,
@@ -269,7 +272,7 @@ export class BranchSynchronizer {
             fromSha: branch.indexedSha,
             toSha: fetched.sha,
             gitDir: lease.gitDir,
-            credentials,
+            credentials: await credentials(),
             onProgress: (done, total) =>
               this.log('graph indexing progress', { branchId: branch.branchId, done, total }),
           }),
