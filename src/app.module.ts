@@ -3,6 +3,7 @@ import { APP_FILTER } from '@nestjs/core';
 import { LoggerModule } from 'nestjs-pino';
 import type { AppConfig } from './config/app-config.js';
 import { ConfigModule } from './config/config.module.js';
+import { ConnectionsModule } from './connections/connections.module.js';
 import { CryptoModule } from './common/crypto.module.js';
 import { HttpErrorFilter } from './common/http-error.filter.js';
 import { httpLoggerParams } from './common/logging.js';
@@ -33,6 +34,7 @@ export class AppModule {
         SyncQueueModule,
         TenancyModule,
         ProjectsModule,
+        ConnectionsModule,
         RepositoriesModule,
         ArtifactsModule,
         ArchivesApiModule,

@@ -2,6 +2,7 @@ import { type DynamicModule, Module } from '@nestjs/common';
 import { LoggerModule } from 'nestjs-pino';
 import type { AppConfig } from './config/app-config.js';
 import { ConfigModule } from './config/config.module.js';
+import { ConnectionTokensModule } from './connections/connections.module.js';
 import { CryptoModule } from './common/crypto.module.js';
 import { pinoOptions } from './common/logging.js';
 import { DatabaseModule } from './database/database.module.js';
@@ -31,6 +32,7 @@ export class WorkerModule {
         SyncQueueModule,
         ArtifactsModule,
         GraphModule.forRoot(config.graph),
+        ConnectionTokensModule,
       ],
       providers: [
         RepositorySummaryRepository,

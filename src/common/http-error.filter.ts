@@ -54,6 +54,10 @@ export class HttpErrorFilter implements ExceptionFilter {
         'request failed',
       );
     }
+    const retryAfterMs = (body.details as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
+    if (body.statusCode === 429 && typeof retryAfterMs === 'number') {
+      void reply.header('retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
+    }
     void reply.status(body.statusCode).send(body);
   }
 

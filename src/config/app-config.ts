@@ -23,6 +23,29 @@ export interface AppConfig {
     gitlabHost: string;
     retentionDays: number;
   };
+  /** Code host APIs: base URLs, OAuth clients and the GitHub App (each null when not configured). */
+  hosts: {
+    github: {
+      apiUrl: string;
+      webUrl: string;
+      oauth: {
+        clientId: string;
+        clientSecret: string;
+        clientType: 'oauth-app' | 'github-app';
+        scopes: string[];
+      } | null;
+      app: { id: string; privateKey: string; slug: string | null } | null;
+    };
+    gitlab: {
+      url: string;
+      oauth: { clientId: string; clientSecret: string; scopes: string[] } | null;
+    };
+    timeoutMs: number;
+    concurrencyPerToken: number;
+    oauthStateTtlSeconds: number;
+    /** URL prefixes the OAuth callback may send the browser back to (returnTo). */
+    returnUrls: string[];
+  };
   polling: { minIntervalMs: number; maxIntervalMs: number; tickMs: number; batch: number };
   /** null: graph indexing is off (NEO4J_URI unset). */
   graph: { uri: string; user: string; password: string; database?: string; catchUpIntervalMs: number } | null;
@@ -87,6 +110,10 @@ function parseEncryptionKeys(raw: string): EncryptionKey[] {
   return keys;
 }
 
+function pairRequired(a: string | undefined, b: string | undefined, nameA: string, nameB: string): void {
+  if (Boolean(a) !== Boolean(b)) throw new ConfigError([`${nameA} and ${nameB}: set both or neither`]);
+}
+
 /** Validates the environment; throws ConfigError naming every bad variable. */
 export function loadConfig(source: Record<string, string | undefined>): AppConfig {
   // Empty strings count as unset so that `FOO=` in a .env file falls back to the default.
@@ -110,6 +137,28 @@ export function loadConfig(source: Record<string, string | undefined>): AppConfi
   if (Boolean(e.S3_ACCESS_KEY_ID) !== Boolean(e.S3_SECRET_ACCESS_KEY)) {
     throw new ConfigError(['S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY: set both or neither']);
   }
+  pairRequired(
+    e.GITHUB_OAUTH_CLIENT_ID,
+    e.GITHUB_OAUTH_CLIENT_SECRET,
+    'GITHUB_OAUTH_CLIENT_ID',
+    'GITHUB_OAUTH_CLIENT_SECRET',
+  );
+  pairRequired(
+    e.GITLAB_OAUTH_CLIENT_ID,
+    e.GITLAB_OAUTH_CLIENT_SECRET,
+    'GITLAB_OAUTH_CLIENT_ID',
+    'GITLAB_OAUTH_CLIENT_SECRET',
+  );
+  pairRequired(e.GITHUB_APP_ID, e.GITHUB_APP_PRIVATE_KEY, 'GITHUB_APP_ID', 'GITHUB_APP_PRIVATE_KEY');
+  const returnUrls = e.OAUTH_RETURN_URLS.split(',')
+    .map((u) => u.trim())
+    .filter(Boolean);
+  for (const url of returnUrls) {
+    if (!/^https?:\/\/[^/]+/.test(url)) {
+      throw new ConfigError([`OAUTH_RETURN_URLS: "${url}" must be an http(s) URL prefix`]);
+    }
+  }
+  const scopes = (v: string) => v.split(/[\s,]+/).filter(Boolean);
   const activeKeyId = e.ENCRYPTION_ACTIVE_KEY_ID ?? keys[keys.length - 1]!.id;
   if (!keys.some((k) => k.id === activeKeyId)) {
     throw new ConfigError([
@@ -161,6 +210,45 @@ export function loadConfig(source: Record<string, string | undefined>): AppConfi
                   : undefined,
             }
           : null,
+    },
+    hosts: {
+      github: {
+        apiUrl: e.GITHUB_API_URL.replace(/\/+$/, ''),
+        webUrl: e.GITHUB_WEB_URL.replace(/\/+$/, ''),
+        oauth:
+          e.GITHUB_OAUTH_CLIENT_ID && e.GITHUB_OAUTH_CLIENT_SECRET
+            ? {
+                clientId: e.GITHUB_OAUTH_CLIENT_ID,
+                clientSecret: e.GITHUB_OAUTH_CLIENT_SECRET,
+                clientType: e.GITHUB_OAUTH_CLIENT_TYPE,
+                scopes: scopes(e.GITHUB_OAUTH_SCOPES),
+              }
+            : null,
+        app:
+          e.GITHUB_APP_ID && e.GITHUB_APP_PRIVATE_KEY
+            ? {
+                id: e.GITHUB_APP_ID,
+                // Environment files often carry a PEM on one line with \n escapes.
+                privateKey: e.GITHUB_APP_PRIVATE_KEY.replace(/\\n/g, '\n'),
+                slug: e.GITHUB_APP_SLUG ?? null,
+              }
+            : null,
+      },
+      gitlab: {
+        url: e.GITLAB_URL.replace(/\/+$/, ''),
+        oauth:
+          e.GITLAB_OAUTH_CLIENT_ID && e.GITLAB_OAUTH_CLIENT_SECRET
+            ? {
+                clientId: e.GITLAB_OAUTH_CLIENT_ID,
+                clientSecret: e.GITLAB_OAUTH_CLIENT_SECRET,
+                scopes: scopes(e.GITLAB_OAUTH_SCOPES),
+              }
+            : null,
+      },
+      timeoutMs: e.HOST_API_TIMEOUT_MS,
+      concurrencyPerToken: e.HOST_API_CONCURRENCY_PER_TOKEN,
+      oauthStateTtlSeconds: e.OAUTH_STATE_TTL_SECONDS,
+      returnUrls,
     },
     polling: {
       minIntervalMs: e.POLL_INTERVAL_MIN_MS,

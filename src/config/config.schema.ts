@@ -6,6 +6,11 @@ const bool = z
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
+const httpUrl = z
+  .string()
+  .url()
+  .refine((v) => /^https?:\/\//.test(v), 'must be an http(s) URL');
+
 /** Every setting of the service, read from the environment once at start-up. */
 export const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -42,6 +47,29 @@ export const envSchema = z.object({
   GITLAB_SYSTEM_HOOK_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   GITHUB_HOST: z.string().min(1).default('github.com'),
   GITLAB_HOST: z.string().min(1).default('gitlab.com'),
+  GITHUB_API_URL: httpUrl.default('https://api.github.com'),
+  GITHUB_WEB_URL: httpUrl.default('https://github.com'),
+  GITHUB_OAUTH_CLIENT_ID: z.string().min(1).optional(),
+  GITHUB_OAUTH_CLIENT_SECRET: z.string().min(1).optional(),
+  GITHUB_OAUTH_CLIENT_TYPE: z.enum(['oauth-app', 'github-app']).default('oauth-app'),
+  GITHUB_OAUTH_SCOPES: z.string().default('repo admin:repo_hook read:user'),
+  GITHUB_APP_ID: z.string().regex(/^\d+$/, 'must be the numeric app id').optional(),
+  GITHUB_APP_PRIVATE_KEY: z
+    .string()
+    .refine((v) => v.includes('PRIVATE KEY'), 'must be the PEM private key of the app (\\n escapes allowed)')
+    .optional(),
+  GITHUB_APP_SLUG: z
+    .string()
+    .regex(/^[a-z0-9-]+$/, 'must be the app slug from its public page URL')
+    .optional(),
+  GITLAB_URL: httpUrl.default('https://gitlab.com'),
+  GITLAB_OAUTH_CLIENT_ID: z.string().min(1).optional(),
+  GITLAB_OAUTH_CLIENT_SECRET: z.string().min(1).optional(),
+  GITLAB_OAUTH_SCOPES: z.string().default('api'),
+  OAUTH_STATE_TTL_SECONDS: int(60, 3600).default(600),
+  OAUTH_RETURN_URLS: z.string().default(''),
+  HOST_API_TIMEOUT_MS: int(1000, 10 * 60 * 1000).default(30_000),
+  HOST_API_CONCURRENCY_PER_TOKEN: int(1, 100).default(4),
   WEBHOOK_DELIVERY_RETENTION_DAYS: int(7, 3650).default(14),
   POLL_INTERVAL_MIN_MS: int(1_000, 24 * 3600 * 1000).default(60_000),
   POLL_INTERVAL_MAX_MS: int(1_000, 24 * 3600 * 1000).default(3600_000),

@@ -39,6 +39,14 @@ export interface GitHubOAuthClient {
   clientType: 'oauth-app' | 'github-app';
 }
 
+/** A GitHub App installation as a user sees it. */
+export interface GitHubUserInstallation {
+  id: string;
+  appId: string;
+  account: HostAccount;
+  suspended: boolean;
+}
+
 export interface GitHubHostOptions {
   /** REST API root: `https://api.github.com` (default) or `https://ghe.example.com/api/v3`. */
   apiBaseUrl?: string;
@@ -296,14 +304,14 @@ export class GitHubHost implements CodeHost {
   }
 
   async createWebhook(token: string, owner: string, name: string, hook: HostWebhookSpec): Promise<string> {
-    // GitHub's push event covers branches and tags alike.
+    // push covers branches and tags; create and delete report branches made or removed without commits.
     const { data } = await this.call(`create a webhook on ${owner}/${name}`, () =>
       this.client(token).rest.repos.createWebhook({
         owner,
         repo: name,
         name: 'web',
         active: true,
-        events: ['push'],
+        events: ['push', 'create', 'delete'],
         config: { url: hook.url, content_type: 'json', secret: hook.secret, insecure_ssl: '0' },
       }),
     );
@@ -420,6 +428,37 @@ export class GitHubHost implements CodeHost {
       expiresAt: new Date(authentication.expiresAt),
       scopes: [],
     };
+  }
+
+  /**
+   * GitHub App installations the user behind a user token can access (GitHub App user tokens only). Used
+   * to prove that the user who came back from installing the app may connect that installation.
+   */
+  async listUserInstallations(token: string): Promise<GitHubUserInstallation[]> {
+    const octokit = this.client(token);
+    const found: GitHubUserInstallation[] = [];
+    for (let page = 1; page <= 10; page++) {
+      const { data } = await this.call('list the installations of the user', () =>
+        octokit.rest.apps.listInstallationsForAuthenticatedUser({ per_page: 100, page }),
+      );
+      for (const installation of data.installations) {
+        const account = installation.account;
+        const login =
+          account && 'login' in account ? account.login : account && 'slug' in account ? account.slug : '';
+        found.push({
+          id: String(installation.id),
+          appId: String(installation.app_id),
+          account: {
+            id: String(account?.id ?? ''),
+            login,
+            name: account && 'name' in account ? (account.name ?? null) : null,
+          },
+          suspended: installation.suspended_at !== null && installation.suspended_at !== undefined,
+        });
+      }
+      if (data.installations.length < 100) break;
+    }
+    return found;
   }
 
   private client(token: string): Octokit {

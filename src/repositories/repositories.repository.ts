@@ -232,6 +232,15 @@ export class RepositoriesRepository {
     return { items, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
   }
 
+  /** Records the host webhook of a repository (or why it could not be created). */
+  async setWebhook(
+    tenantId: string,
+    id: string,
+    hook: { webhookId: string | null; webhookSecretEncrypted: string | null; webhookError: string | null },
+  ): Promise<void> {
+    await this.prisma.repository.updateMany({ where: { tenantId, id }, data: hook });
+  }
+
   async update(tenantId: string, id: string, patch: RepositoryPatch): Promise<RepositoryDetail | null> {
     const found = await this.prisma.$transaction(async (tx) => {
       const repo = await tx.repository.findFirst({

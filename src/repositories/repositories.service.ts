@@ -4,6 +4,8 @@ import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { decodeCursor, type Page } from '../common/cursor.js';
 import { NotFound, ValidationFailed } from '../common/errors.js';
 import { SecretBox } from '../common/secret-box.js';
+import { ConnectionsService } from '../connections/connections.service.js';
+import { HostWebhooks } from '../connections/host-webhooks.js';
 import type { CreateRepositoryDto, ListRepositoriesQuery, UpdateRepositoryDto } from './repositories.dto.js';
 import { RepositoriesRepository } from './repositories.repository.js';
 import type { BranchRecord, RepositoryDetail, RepositoryRecord, SyncTrigger } from './repositories.types.js';
@@ -27,6 +29,8 @@ export class RepositoriesService {
     private readonly secrets: SecretBox,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     @Inject(SYNC_DISPATCHER) private readonly dispatcher: SyncDispatcher,
+    private readonly connections: ConnectionsService,
+    private readonly hostWebhooks: HostWebhooks,
   ) {}
 
   private locate(input: CreateRepositoryDto): RepositoryLocation {
@@ -47,7 +51,12 @@ export class RepositoriesService {
   }
 
   async create(tenantId: string, input: CreateRepositoryDto): Promise<RepositoryDetail> {
-    const location = this.locate(input);
+    if (input.connectionId !== undefined && input.accessToken !== undefined) {
+      throw ValidationFailed.field('accessToken', 'give either a connectionId or an accessToken, not both');
+    }
+    const location = input.connectionId
+      ? (await this.connections.locateRepository(tenantId, input.connectionId, input)).location
+      : this.locate(input);
     input.branches?.forEach((b, i) => checkBranchName(b, `branches.${i}`));
     const id = randomUUID();
     const repository = await this.repositories.create(
@@ -66,6 +75,19 @@ export class RepositoriesService {
       input.branches ?? [],
     );
     this.logger.log({ tenantId, repositoryId: id, host: location.host }, 'repository added');
+    if (input.connectionId) {
+      const hook = await this.hostWebhooks.install(tenantId, {
+        id,
+        owner: location.owner,
+        name: location.name,
+        connectionId: input.connectionId,
+      });
+      await this.repositories.setWebhook(tenantId, id, {
+        webhookId: hook.status === 'created' ? hook.webhookId : null,
+        webhookSecretEncrypted: hook.status === 'created' ? hook.secretEncrypted : null,
+        webhookError: hook.status === 'failed' ? hook.error : null,
+      });
+    }
     await this.dispatcher.onboard(tenantId, id);
     return (await this.repositories.get(tenantId, id)) ?? repository;
   }
@@ -103,10 +125,24 @@ export class RepositoriesService {
   }
 
   async delete(tenantId: string, id: string): Promise<void> {
+    const repository = await this.repositories.get(tenantId, id);
+    if (!repository) throw new NotFound('Repository', id);
     const deleted = await this.repositories.delete(tenantId, id);
     if (!deleted) throw new NotFound('Repository', id);
     await this.dispatcher.forget(tenantId, id);
     this.logger.log({ tenantId, repositoryId: id }, 'repository deleted');
+    const { connectionId, webhookId } = repository;
+    if (connectionId && webhookId) {
+      // The repository is gone either way; a hook left behind only brings deliveries we answer "not tracked".
+      await this.hostWebhooks
+        .remove(tenantId, { id, owner: repository.owner, name: repository.name, connectionId, webhookId })
+        .catch((e: unknown) => {
+          this.logger.warn(
+            { tenantId, repositoryId: id, webhookId, err: e instanceof Error ? e.message : String(e) },
+            'host webhook could not be deleted; remove it on the host',
+          );
+        });
+    }
   }
 
   /** Records that a sync is wanted and hands the owed branches to the dispatcher. */

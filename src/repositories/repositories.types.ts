@@ -2,7 +2,7 @@ export type Provider = 'GITHUB' | 'GITLAB' | 'GIT';
 export type SyncStrategy = 'AUTO' | 'FETCH' | 'COMPARE' | 'FULL';
 export type SyncStatus = 'PENDING' | 'SYNCING' | 'SYNCED' | 'OUTDATED' | 'FAILED';
 export type SyncTrigger = 'WEBHOOK' | 'POLL' | 'MANUAL' | 'ONBOARD' | 'RECONCILE';
-export type RunStatus = 'RUNNING' | 'SUCCEEDED' | 'NOOP' | 'FAILED' | 'ABANDONED';
+export type RunStatus = 'RUNNING' | 'SUCCEEDED' | 'NOOP' | 'FAILED' | 'ABANDONED' | 'DEFERRED';
 
 export const PROVIDERS: Provider[] = ['GITHUB', 'GITLAB', 'GIT'];
 export const SYNC_STRATEGIES: SyncStrategy[] = ['AUTO', 'FETCH', 'COMPARE', 'FULL'];

@@ -62,6 +62,8 @@ export class PollScheduler implements OnApplicationBootstrap, OnModuleDestroy {
     try {
       heads = await this.worker.remoteBranches({
         id: first.repositoryId,
+        tenantId: first.tenantId,
+        connectionId: first.connectionId,
         provider: first.provider,
         cloneUrl: first.cloneUrl,
         accessTokenEncrypted: first.accessTokenEncrypted,

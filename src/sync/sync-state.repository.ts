@@ -77,6 +77,7 @@ export class SyncStateRepository implements SyncStateStore {
           trackDefaultBranch: r.trackDefaultBranch,
           defaultBranch: r.defaultBranch,
           accessTokenEncrypted: r.accessTokenEncrypted,
+          connectionId: r.connectionId,
         },
       };
     });
@@ -180,6 +181,22 @@ export class SyncStateRepository implements SyncStateStore {
     if (!row) return false;
     await this.refreshRepository(row.repositoryId);
     return row.followUp;
+  }
+
+  async deferBranch(
+    branchId: string,
+    lockedBy: string,
+    code: string,
+    message: string,
+    trigger: SyncTrigger,
+  ): Promise<void> {
+    const rows = await this.prisma.$queryRaw<{ repositoryId: string }[]>`
+      UPDATE "Branch" SET "status" = 'OUTDATED', "dirty" = false, "lockedBy" = NULL, "syncTargetSha" = NULL,
+        "pendingTrigger" = COALESCE("pendingTrigger", ${trigger}::"SyncTrigger"),
+        "lastError" = ${message.slice(0, MAX_ERROR)}, "lastErrorCode" = ${code}, "updatedAt" = now()
+      WHERE "id" = ${branchId}::uuid AND "lockedBy" = ${lockedBy}
+      RETURNING "repositoryId"`;
+    if (rows[0]) await this.refreshRepository(rows[0].repositoryId);
   }
 
   async markBranchDeleted(branchId: string, lockedBy: string): Promise<void> {
@@ -379,7 +396,7 @@ export class SyncStateRepository implements SyncStateStore {
       FROM due, "Repository" r
       WHERE b."id" = due."id" AND r."id" = b."repositoryId"
       RETURNING b."id", b."tenantId", b."repositoryId", b."name", b."syncedSha", b."headChangedAt", b."createdAt",
-        r."cloneUrl", r."provider", r."accessTokenEncrypted", r."lastWebhookAt"`;
+        r."cloneUrl", r."provider", r."accessTokenEncrypted", r."connectionId", r."lastWebhookAt"`;
   }
 
   async schedulePoll(branchId: string, at: Date): Promise<void> {
@@ -445,5 +462,6 @@ export interface DuePoll {
   cloneUrl: string;
   provider: 'GITHUB' | 'GITLAB' | 'GIT';
   accessTokenEncrypted: string | null;
+  connectionId: string | null;
   lastWebhookAt: Date | null;
 }

@@ -16,7 +16,14 @@ import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { SecretBox } from '../common/secret-box.js';
 import { RedisService } from '../redis/redis.service.js';
 import { repositoryTokenContext } from '../repositories/repositories.service.js';
-import { BranchSynchronizer, PermanentSyncError, describeSyncError } from './engine/branch-synchronizer.js';
+import { ConnectionTokens, ConnectionUnusable } from '../connections/connection-tokens.js';
+import { HostRateLimited } from '../hosts/host-errors.js';
+import {
+  BranchSynchronizer,
+  PermanentSyncError,
+  SyncDeferred,
+  describeSyncError,
+} from './engine/branch-synchronizer.js';
 import type { SyncRepository } from './engine/sync-types.js';
 import { GitError, isRetryableGitError } from './git/git-errors.js';
 import { GitMirror } from './git/git-mirror.js';
@@ -74,6 +81,7 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
     @InjectQueue(SYNC_QUEUE) private readonly queue: Queue,
     private readonly archiver: RevisionArchiver,
     @Inject(GRAPH_INDEX) private readonly graph: GraphIndex,
+    private readonly connectionTokens: ConnectionTokens,
   ) {
     const root = resolve(config.sync.workspaceDir);
     this.workspaces = new WorkspaceCache({
@@ -164,7 +172,7 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
       case SyncJobName.SyncBranch:
         return this.syncBranch(job as Job<SyncBranchJob>, token);
       case SyncJobName.OnboardRepository:
-        return this.onboard(job as Job<OnboardRepositoryJob>);
+        return this.onboard(job as Job<OnboardRepositoryJob>, token);
       case SyncJobName.ForgetRepository:
         // Each worker has its own cache: this one is freed now, the others by LRU eviction.
         return this.forget((job as Job<ForgetRepositoryJob>).data);
@@ -198,6 +206,11 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
       clearInterval(renew);
       await this.slots.release(tenantId, jobId).catch(() => undefined);
     }
+    if (result.kind === 'deferred') {
+      // The host asked us to wait: the same job runs again then, without spending an attempt.
+      await job.moveToDelayed(result.retryAt.getTime(), token);
+      throw new DelayedError();
+    }
     if (result.kind === 'failed') {
       if (result.retry) throw result.error;
       if (!result.followUp) throw new UnrecoverableError(result.error.message);
@@ -209,7 +222,7 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
     }
   }
 
-  private async onboard(job: Job<OnboardRepositoryJob>): Promise<void> {
+  private async onboard(job: Job<OnboardRepositoryJob>, token?: string): Promise<void> {
     const repo = await this.state.loadRepository(job.data.repositoryId);
     if (!repo) return;
     try {
@@ -223,6 +236,11 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
       await this.state.refreshRepository(repo.id);
       await this.dispatcher.enqueueBranches(repo.tenantId, repo.id, owed);
     } catch (e) {
+      if (e instanceof SyncDeferred) {
+        this.logger.log({ repositoryId: repo.id, retryAt: e.retryAt.toISOString() }, 'onboarding deferred');
+        await job.moveToDelayed(e.retryAt.getTime(), token);
+        throw new DelayedError();
+      }
       const permanent = e instanceof PermanentSyncError || (e instanceof GitError && !isRetryableGitError(e));
       const final = permanent || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       const code = e instanceof GitError || e instanceof PermanentSyncError ? e.code : 'ONBOARDING_FAILED';
@@ -245,35 +263,51 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
   }
 
   /** Credentials of a repository for git (for the catch-up pass). */
-  async gitCredentials(repo: {
-    id: string;
-    provider: SyncRepository['provider'];
-    accessTokenEncrypted: string | null;
-  }): Promise<GitCredentials | undefined> {
+  async gitCredentials(repo: CredentialRef): Promise<GitCredentials | undefined> {
     return this.credentialsFor(repo);
   }
 
   /** The remote's branches and heads, with the repository's credentials and the SSRF guard. */
-  async remoteBranches(repo: {
-    id: string;
-    provider: SyncRepository['provider'];
-    cloneUrl: string;
-    accessTokenEncrypted: string | null;
-  }): Promise<Map<string, string>> {
+  async remoteBranches(repo: CredentialRef & { cloneUrl: string }): Promise<Map<string, string>> {
     await createRemoteGuard(this.config.repositories.allowInsecureUrls)(repo.cloneUrl);
     const heads = await this.mirror.lsRemote(repo.cloneUrl, await this.credentialsFor(repo));
     return heads.branches;
   }
 
-  private async credentialsFor(repo: {
-    id: string;
-    provider: SyncRepository['provider'];
-    accessTokenEncrypted: string | null;
-  }): Promise<GitCredentials | undefined> {
+  /**
+   * The connection's current token (renewed or minted as needed), else the repository's own token. Read
+   * for every git operation. A host rate limit defers the work; a connection needing a user is permanent.
+   */
+  private async credentialsFor(repo: CredentialRef): Promise<GitCredentials | undefined> {
+    if (repo.connectionId) {
+      try {
+        const { token, gitUsername } = await this.connectionTokens.token(repo.tenantId, repo.connectionId);
+        return { username: gitUsername, password: token };
+      } catch (e) {
+        if (e instanceof HostRateLimited) {
+          throw new SyncDeferred(
+            e.code,
+            `${e.message}; waiting for the host's rate limit (retry at ${new Date(Date.now() + e.retryAfterMs).toISOString()})`,
+            new Date(Date.now() + e.retryAfterMs),
+          );
+        }
+        if (e instanceof ConnectionUnusable) throw new PermanentSyncError(e.code, e.message);
+        throw e;
+      }
+    }
     if (!repo.accessTokenEncrypted) return undefined;
     return {
       username: TOKEN_USERNAME[repo.provider],
       password: this.secrets.decrypt(repo.accessTokenEncrypted, repositoryTokenContext(repo.id)),
     };
   }
+}
+
+/** What locates a repository's git credentials. */
+export interface CredentialRef {
+  id: string;
+  tenantId: string;
+  provider: SyncRepository['provider'];
+  accessTokenEncrypted: string | null;
+  connectionId: string | null;
 }

@@ -9,6 +9,15 @@ export type HostEvent =
   | { kind: 'branch-deleted'; repository: RepositoryRef | null; branch: string }
   /** Recorded for the log (tags, pings, installations, merge requests), no sync. */
   | { kind: 'recorded'; repository: RepositoryRef | null; detail: string }
+  /** A GitHub App installation changed (created, deleted, suspend, unsuspend, new_permissions_accepted). */
+  | {
+      kind: 'installation';
+      repository: null;
+      installationId: string;
+      action: string;
+      accountLogin: string | null;
+      detail: string;
+    }
   /** An event we do not handle. */
   | { kind: 'ignored'; repository: RepositoryRef | null; detail: string };
 
@@ -72,7 +81,21 @@ export function githubEvent(event: string, payload: unknown): HostEvent {
     }
     case 'ping':
       return { kind: 'recorded', repository, detail: 'ping' };
-    case 'installation':
+    case 'installation': {
+      const installation = obj(body.installation);
+      const id = installation?.id;
+      const action = str(body.action) ?? '';
+      if (typeof id !== 'number' && typeof id !== 'string')
+        return { kind: 'recorded', repository, detail: `installation ${action}`.trim() };
+      return {
+        kind: 'installation',
+        repository: null,
+        installationId: String(id),
+        action,
+        accountLogin: str(obj(installation?.account)?.login),
+        detail: `installation ${id} ${action}`.trim(),
+      };
+    }
     case 'installation_repositories':
       return { kind: 'recorded', repository, detail: `${event} ${str(body.action) ?? ''}`.trim() };
     case 'pull_request':

@@ -19,3 +19,6 @@ export async function githubSignatureValid(
 export function gitlabTokenValid(expected: string, given: string): boolean {
   return tokensEqual(expected, given);
 }
+
+/** Encryption context of a repository's webhook secret (binds the ciphertext to its row). */
+export const webhookSecretContext = (repositoryId: string) => `repository:${repositoryId}:webhook-secret`;

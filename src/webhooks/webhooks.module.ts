@@ -1,10 +1,12 @@
 import { Module } from '@nestjs/common';
+import { ConnectionsModule } from '../connections/connections.module.js';
 import { WebhookCounters } from './webhook-counters.js';
 import { WebhookDeliveryRepository } from './webhook-delivery.repository.js';
 import { WebhookSetupController, WebhooksController } from './webhooks.controller.js';
 import { WebhooksService } from './webhooks.service.js';
 
 @Module({
+  imports: [ConnectionsModule],
   controllers: [WebhooksController, WebhookSetupController],
   providers: [WebhookDeliveryRepository, WebhooksService, WebhookCounters],
 })

@@ -3,14 +3,13 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { DomainError, NotFound, Unauthenticated, ValidationFailed } from '../common/errors.js';
 import { SecretBox } from '../common/secret-box.js';
+import { InstallationEvents } from '../connections/installation-events.js';
 import { SYNC_DISPATCHER, type SyncDispatcher } from '../repositories/sync-dispatcher.js';
 import type { Provider } from '../repositories/repositories.types.js';
 import { type HostEvent, githubEvent, gitlabEvent } from './host-events.js';
 import { type DeliveryOutcome, WebhookDeliveryRepository } from './webhook-delivery.repository.js';
-import { githubSignatureValid, gitlabTokenValid } from './webhook-signature.js';
+import { githubSignatureValid, gitlabTokenValid, webhookSecretContext } from './webhook-signature.js';
 import { WebhookCounters } from './webhook-counters.js';
-
-export const webhookSecretContext = (repositoryId: string) => `repository:${repositoryId}:webhook-secret`;
 
 export interface WebhookHeaders {
   [name: string]: string | string[] | undefined;
@@ -50,6 +49,7 @@ export class WebhooksService {
     private readonly counters: WebhookCounters,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     @Inject(SYNC_DISPATCHER) private readonly dispatcher: SyncDispatcher,
+    private readonly installations: InstallationEvents,
   ) {}
 
   async github(
@@ -230,6 +230,10 @@ export class WebhooksService {
         status: 200,
         body: { deliveryId, outcome: 'DUPLICATE', detail: 'this delivery was already received' },
       };
+    }
+    if (hostEvent.kind === 'installation' && target === null) {
+      // Only the app's own webhook (verified with the app secret) speaks for an installation.
+      await this.installations.apply(hostEvent);
     }
     if (recorded.owed.length && recorded.deliveryRowId) {
       // After the commit and after answering: a Redis outage leaves the delivery for the reconciler.

@@ -84,7 +84,7 @@ describe('GitHubHost against the fake GitHub API over real repositories', () => 
       events: ['push', 'tag_push'],
     });
     expect(world.api.hooks('github', 'acme/widgets')).toEqual([
-      { id: hookId, url: 'https://reposync.example.com/webhooks/github', secret, events: ['push'] },
+      { id: hookId, url: 'https://reposync.example.com/webhooks/github', secret, events: ['push', 'create', 'delete'] },
     ]);
     // The fake's list and single-hook answers too (validated like every answer), secret masked.
     const octokit = new Octokit({ baseUrl: world.api.githubApiUrl, auth: token });

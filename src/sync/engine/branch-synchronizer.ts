@@ -49,7 +49,20 @@ export interface SyncAttempt {
 export type SyncResult =
   | { kind: 'gone' }
   | { kind: 'done'; outcome: RunOutcome['status']; followUp: boolean; sha: string | null }
-  | { kind: 'failed'; followUp: boolean; retry: boolean; error: Error };
+  | { kind: 'failed'; followUp: boolean; retry: boolean; error: Error }
+  | { kind: 'deferred'; retryAt: Date };
+
+/** The host asked us to wait (API rate limit): not a failure; the job runs again at `retryAt`. */
+export class SyncDeferred extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly retryAt: Date,
+  ) {
+    super(message);
+    this.name = 'SyncDeferred';
+  }
+}
 
 /** An error the queue must not retry (bad credentials, missing repository). */
 export class PermanentSyncError extends Error {
@@ -141,6 +154,21 @@ export class BranchSynchronizer {
       );
       return { kind: 'done', outcome: outcome.run.status, followUp, sha: outcome.sha };
     } catch (e) {
+      if (e instanceof SyncDeferred) {
+        await this.store.finishRun(
+          runId,
+          branch.syncedSha,
+          { status: 'DEFERRED', errorCode: e.code, error: e.message },
+          timings,
+        );
+        await this.store.deferBranch(branch.branchId, attempt.lockToken, e.code, e.message, branch.trigger);
+        this.log('sync deferred', {
+          branchId: branch.branchId,
+          code: e.code,
+          retryAt: e.retryAt.toISOString(),
+        });
+        return { kind: 'deferred', retryAt: e.retryAt };
+      }
       const permanent = e instanceof PermanentSyncError || (e instanceof GitError && !isRetryableGitError(e));
       const final = permanent || attempt.lastAttempt;
       const code = errorCode(e);

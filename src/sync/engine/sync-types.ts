@@ -27,6 +27,8 @@ export interface SyncRepository {
   trackDefaultBranch: boolean;
   defaultBranch: string | null;
   accessTokenEncrypted: string | null;
+  /** Connection whose token git uses (takes precedence over accessTokenEncrypted). */
+  connectionId: string | null;
 }
 
 export interface GraphStep {
@@ -47,7 +49,8 @@ export type RunOutcome =
       graph: GraphStep;
     }
   | { status: 'NOOP'; strategyReason: string; toSha: string | null }
-  | { status: 'FAILED'; errorCode: string; error: string };
+  | { status: 'FAILED'; errorCode: string; error: string }
+  | { status: 'DEFERRED'; errorCode: string; error: string };
 
 export type PhaseTimings = Record<string, number>;
 
@@ -81,6 +84,17 @@ export interface SyncStateStore {
     message: string,
     final: boolean,
   ): Promise<boolean>;
+  /**
+   * The host asked us to wait: the branch is owed again (same trigger), without counting a failure; the
+   * message says until when.
+   */
+  deferBranch(
+    branchId: string,
+    lockedBy: string,
+    code: string,
+    message: string,
+    trigger: SyncTrigger,
+  ): Promise<void>;
   /** The branch no longer exists on the host. */
   markBranchDeleted(branchId: string, lockedBy: string): Promise<void>;
 }
