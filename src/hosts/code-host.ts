@@ -112,6 +112,13 @@ export interface HostComparison {
   truncated: HostComparisonTruncation;
 }
 
+/** A file's content at a commit, read by its path. */
+export interface HostFileContent {
+  content: Buffer;
+  /** The blob SHA the host reported for the file; the content was checked against it. */
+  blobSha: string;
+}
+
 /** What an OAuth token endpoint granted. */
 export interface HostTokenGrant {
   accessToken: string;
@@ -140,6 +147,18 @@ export interface CodeHost {
   compare(token: string, owner: string, name: string, base: string, head: string): Promise<HostComparison>;
   /** Bytes of a blob by its SHA, checked against the SHA. */
   getBlob(token: string, owner: string, name: string, sha: string): Promise<Buffer>;
+  /**
+   * Bytes of the file (or symlink target) at `path` as of `ref`, checked against the blob SHA the host
+   * reports; HostNotFound when there is no such file. For hosts whose comparisons carry no blob SHAs
+   * (GitLab), the way compare-delta downloads changed files.
+   */
+  getFileAtRef?(
+    token: string,
+    owner: string,
+    name: string,
+    path: string,
+    ref: string,
+  ): Promise<HostFileContent>;
   /** Exchanges an OAuth authorization code (with the PKCE verifier when one was used). */
   exchangeCode(code: string, redirectUri: string, codeVerifier?: string): Promise<HostTokenGrant>;
   /** Trades a refresh token for a new grant (refresh tokens rotate: store the new one). */

@@ -12,6 +12,7 @@ import type {
   HostChangedFile,
   HostCommit,
   HostComparison,
+  HostFileContent,
   HostFileStatus,
   HostRepository,
   HostRepositoryPage,
@@ -383,6 +384,44 @@ export class GitHubHost implements CodeHost {
     );
     const content = Buffer.from(data.content, data.encoding === 'base64' ? 'base64' : 'utf8');
     return verifyBlob('github', sha, content);
+  }
+
+  /**
+   * The contents API (`GET /repos/{owner}/{repo}/contents/{path}?ref=`): inline base64 up to 1 MB; larger
+   * files and symlinks are read as blobs by their SHA. GitHub resolves a symlink to a file into that file,
+   * which is refused (compare-delta reads GitHub content by blob SHA anyway).
+   */
+  async getFileAtRef(
+    token: string,
+    owner: string,
+    name: string,
+    path: string,
+    ref: string,
+  ): Promise<HostFileContent> {
+    const { data } = await this.call(`read ${path} at ${ref} of ${owner}/${name}`, () =>
+      this.client(token).rest.repos.getContent({ owner, repo: name, path, ref }),
+    );
+    if (Array.isArray(data) || (data.type !== 'file' && data.type !== 'symlink')) {
+      const kind = Array.isArray(data) ? 'dir' : data.type;
+      throw new HostRequestFailed(
+        'github',
+        200,
+        `${path} at ${ref} of ${owner}/${name} is a ${kind}, not a file`,
+      );
+    }
+    // For a symlink to a file GitHub answers with the target file (its path, its content), not the link.
+    if (data.path !== path) {
+      throw new HostRequestFailed(
+        'github',
+        200,
+        `${path} at ${ref} of ${owner}/${name} is a symlink GitHub resolved to ${data.path}; read it by blob SHA`,
+      );
+    }
+    if (data.type === 'file' && 'content' in data && data.encoding === 'base64' && data.content !== '') {
+      const content = Buffer.from(data.content, 'base64');
+      return { content: verifyBlob('github', data.sha, content), blobSha: data.sha };
+    }
+    return { content: await this.getBlob(token, owner, name, data.sha), blobSha: data.sha };
   }
 
   async exchangeCode(code: string, redirectUri: string, codeVerifier?: string): Promise<HostTokenGrant> {

@@ -9,6 +9,7 @@ import {
   ProjectHooks,
   Projects,
   Repositories,
+  RepositoryFiles,
   Users,
   type CommitDiffSchema,
   type ProjectSchema,
@@ -21,6 +22,7 @@ import type {
   HostCommit,
   HostComparison,
   HostComparisonStatus,
+  HostFileContent,
   HostFileStatus,
   HostRepository,
   HostRepositoryPage,
@@ -347,6 +349,21 @@ export class GitLabHost implements CodeHost {
       new Repositories(this.options(token)).showBlobRaw(`${owner}/${name}`, sha),
     );
     return verifyBlob('gitlab', sha, Buffer.from(await blob.arrayBuffer()));
+  }
+
+  /** The repository files API (`GET /projects/:id/repository/files/:path?ref=`): base64 content and blob_id. */
+  async getFileAtRef(
+    token: string,
+    owner: string,
+    name: string,
+    path: string,
+    ref: string,
+  ): Promise<HostFileContent> {
+    const file = await this.call(`read ${path} at ${ref} of ${owner}/${name}`, () =>
+      new RepositoryFiles(this.options(token)).show(`${owner}/${name}`, path, ref),
+    );
+    const content = Buffer.from(file.content, file.encoding === 'base64' ? 'base64' : 'utf8');
+    return { content: verifyBlob('gitlab', file.blob_id, content), blobSha: file.blob_id };
   }
 
   async exchangeCode(code: string, redirectUri: string, codeVerifier?: string): Promise<HostTokenGrant> {
