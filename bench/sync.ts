@@ -400,7 +400,7 @@ async function main(): Promise<void> {
           formatMs(bRunMs),
           formatBytes(bBytes),
           formatBytes(bStored),
-          'API -> queue -> ls-remote -> fetch -> snapshot update -> archive',
+          'API -> queue -> fetch -> snapshot update -> archive',
         ],
         [
           `(c) git fetch, plain clone (median of ${options.rounds})`,

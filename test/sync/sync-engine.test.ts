@@ -1,6 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
+import { GitMirror } from '../../src/sync/git/git-mirror.js';
 import { snapshotKey } from '../../src/sync/workspace/workspace-cache.js';
 import type { TestTenant } from '../support/api-harness.js';
 import { SyncHarness } from '../support/sync-harness.js';
@@ -84,6 +85,36 @@ describe('sync engine (real Postgres, Redis, git over smart HTTP)', () => {
     await h.waitForBranch(repo.id, 'main', second);
   });
 
+  it('resolves the head by fetching into the cached clone: no ls-remote for a new commit or a no-op', async () => {
+    const remote = await h.git.createRepository('fetch-resolves');
+    const first = await remote.commit({ 'a.txt': 'a\n' });
+    const repo = await addRepository({ url: remote.url, branches: ['main'] });
+    const branch = await h.waitForBranch(repo.id, 'main', first);
+
+    const lsRemote = jest.spyOn(GitMirror.prototype, 'lsRemote');
+    try {
+      const second = await remote.commit({ 'a.txt': 'b\n' });
+      await requestSync(repo.id, 'main');
+      await h.waitForBranch(repo.id, 'main', second);
+      await requestSync(repo.id, 'main');
+      const runs = await h.waitFor('a no-op run', async () => {
+        const all = await h.runs(branch.id);
+        return all.length === 3 && all[2]!.status === 'NOOP' ? all : undefined;
+      });
+      expect(runs[1]).toMatchObject({
+        status: 'SUCCEEDED',
+        strategy: 'fetch',
+        fromSha: first,
+        toSha: second,
+      });
+      expect(runs[2]).toMatchObject({ strategyReason: 'already at the remote head', toSha: second });
+      expect(lsRemote).not.toHaveBeenCalled();
+      expect(await remote.diffAgainstDirectory(second, snapshotDir(repo.id, 'main'))).toEqual([]);
+    } finally {
+      lsRemote.mockRestore();
+    }
+  });
+
   it('follows a force-push and records it', async () => {
     const remote = await h.git.createRepository('forced');
     const base = await remote.commit({ 'a.txt': 'a\n' });
@@ -108,6 +139,7 @@ describe('sync engine (real Postgres, Redis, git over smart HTTP)', () => {
     const repo = await addRepository({ url: remote.url, branches: ['main', 'feature'] });
     await h.waitForBranch(repo.id, 'feature', featureSha);
 
+    // The worker holds a clone: the fetch of the missing branch fails, and ls-remote tells it was deleted.
     await remote.deleteBranch('feature');
     await requestSync(repo.id, 'feature');
     const deleted = await h.waitFor('feature marked deleted', async () => {
@@ -116,7 +148,10 @@ describe('sync engine (real Postgres, Redis, git over smart HTTP)', () => {
     });
     expect(deleted.lastError).toBeNull();
     const runs = await h.runs(deleted.id);
-    expect(runs[runs.length - 1]).toMatchObject({ status: 'NOOP' });
+    expect(runs[runs.length - 1]).toMatchObject({
+      status: 'NOOP',
+      strategyReason: 'branch feature no longer exists on the host',
+    });
     expect(runs.filter((r) => r.status === 'FAILED')).toEqual([]);
     const view = await h.api.request<RepoView>('GET', `/repositories/${repo.id}`, { token: tenant.apiKey });
     expect(view.body.status).toBe('SYNCED');

@@ -1,6 +1,6 @@
-import type { GitMirror } from '../git/git-mirror.js';
+import type { FetchResult, GitMirror } from '../git/git-mirror.js';
 import type { GitCredentials } from '../git/git-runner.js';
-import { GitError, isRetryableGitError } from '../git/git-errors.js';
+import { GitError, GitRemoteRefNotFoundError, isRetryableGitError } from '../git/git-errors.js';
 import type { GraphIndexing } from '../graph-indexing.js';
 import type { WorkspaceCache, WorkspaceLease } from '../workspace/workspace-cache.js';
 import type {
@@ -98,7 +98,8 @@ export function describeSyncError(e: unknown): string {
 }
 
 /**
- * Brings one branch to its remote head: claim -> resolve -> (noop | clone | fetch) -> snapshot -> record.
+ * Brings one branch to its remote head: claim -> resolve (the fetch into a cached clone, else ls-remote)
+ * -> (noop | clone | fetch) -> snapshot -> archive beside graph -> record.
  * Every step is safe to re-run: the lock is a compare-and-set keyed by the job id, runs are rows, and the
  * snapshot is rebuilt from the commit whatever state it was left in.
  */
@@ -199,128 +200,168 @@ export class BranchSynchronizer {
     await this.guardRemote(repo.cloneUrl);
     // Re-read for every git operation: installation and OAuth tokens expire and are renewed meanwhile.
     const credentials = () => this.credentials(repo);
-    const heads = await timed('resolve', async () =>
-      this.mirror.lsRemote(repo.cloneUrl, await credentials()),
-    );
-    if (heads.branches.size === 0) {
-      return {
-        run: { status: 'NOOP', strategyReason: 'the repository is empty', toSha: null },
-        sha: null,
-        remoteSha: null,
-      };
-    }
-    const remoteSha = heads.branches.get(branch.name);
-    await announceTarget(remoteSha ?? null);
-    if (!remoteSha) {
-      return {
-        run: {
-          status: 'NOOP',
-          strategyReason: `branch ${branch.name} no longer exists on the host`,
-          toSha: null,
-        },
-        sha: branch.syncedSha,
-        remoteSha: null,
-        deleted: true,
-      };
-    }
-
-    // The synced SHA is recorded only once the branch's snapshot is complete, so equal means nothing to do,
-    // whichever worker holds a clone.
-    if (remoteSha === branch.syncedSha) {
-      return {
-        run: { status: 'NOOP', strategyReason: 'already at the remote head', toSha: remoteSha },
-        sha: remoteSha,
-        remoteSha,
-      };
-    }
+    // The synced SHA is recorded only once the branch's snapshot is complete, so a remote head equal to it
+    // means nothing to do, whichever worker holds a clone.
+    const alreadySynced = (sha: string) => ({
+      run: { status: 'NOOP' as const, strategyReason: 'already at the remote head', toSha: sha },
+      sha,
+      remoteSha: sha,
+    });
 
     const lease = await timed('workspace', () => this.workspaces.acquire(repo.id));
     try {
       const snapshotDir = lease.snapshotDir(branch.name);
       const plan = this.plan(repo, lease);
-      let fetched: { sha: string; bytesFetched: number };
       let strategy = plan.strategy;
       let reason = plan.reason;
+      let fetched: FetchResult | null = null;
       if (plan.strategy === 'fetch') {
-        try {
+        // With a cached clone, fetching the branch is what resolves its head (no ls-remote first): a fetch
+        // that brings nothing new is a no-op, and a branch the remote lacks is resolved below.
+        const cached = await this.fetchIntoCache(lease, repo, branch.name, timed, credentials);
+        if (cached === 'unusable') {
+          strategy = 'clone';
+          reason = 'the cached clone was unusable';
+        } else if (cached !== 'missing') {
+          fetched = cached;
+          await announceTarget(fetched.sha);
+          if (fetched.sha === branch.syncedSha) return alreadySynced(fetched.sha);
+        }
+      }
+      if (fetched === null) {
+        // No usable clone, or the branch was not on the remote: ls-remote tells an empty repository, a
+        // deleted branch and a branch that came back apart.
+        const heads = await timed('resolve', async () =>
+          this.mirror.lsRemote(repo.cloneUrl, await credentials()),
+        );
+        if (heads.branches.size === 0) {
+          return {
+            run: { status: 'NOOP', strategyReason: 'the repository is empty', toSha: null },
+            sha: null,
+            remoteSha: null,
+          };
+        }
+        const remoteSha = heads.branches.get(branch.name);
+        await announceTarget(remoteSha ?? null);
+        if (!remoteSha) {
+          return {
+            run: {
+              status: 'NOOP',
+              strategyReason: `branch ${branch.name} no longer exists on the host`,
+              toSha: null,
+            },
+            sha: branch.syncedSha,
+            remoteSha: null,
+            deleted: true,
+          };
+        }
+        if (remoteSha === branch.syncedSha) return alreadySynced(remoteSha);
+        if (lease.ready && strategy === 'fetch') {
+          // The branch was recreated between the fetch and ls-remote.
           fetched = await timed('fetch', async () =>
             this.mirror.fetch(lease.gitDir, repo.cloneUrl, branch.name, await credentials()),
           );
-        } catch (e) {
-          // A broken cached clone must not fail the sync: start over from a fresh clone.
-          if (e instanceof GitError && (isRetryableGitError(e) || !isLocalCorruption(e))) throw e;
-          this.log('cached clone unusable, re-cloning', { repositoryId: repo.id, code: errorCode(e) });
-          await lease.reset();
-          strategy = 'clone';
-          reason = 'the cached clone was unusable';
+        } else {
+          if (lease.ready) await lease.reset();
           fetched = await timed('clone', async () =>
             this.mirror.clone(repo.cloneUrl, lease.gitDir, branch.name, await credentials()),
           );
         }
-      } else {
-        if (lease.ready) await lease.reset();
-        fetched = await timed('clone', async () =>
-          this.mirror.clone(repo.cloneUrl, lease.gitDir, branch.name, await credentials()),
-        );
       }
-      if (branch.syncedSha && branch.syncedSha !== fetched.sha) {
-        const fastForward = await timed('history', async () =>
-          this.mirror.isAncestor(lease.gitDir, branch.syncedSha!, fetched.sha, await credentials()),
-        );
-        if (!fastForward)
-          reason = `${reason}; force-push: ${branch.syncedSha.slice(0, 12)} is not an ancestor`;
-      }
-      const { filesChanged } = await timed('checkout', async () =>
-        this.mirror.checkoutSnapshot(lease.gitDir, snapshotDir, fetched.sha, await credentials()),
-      );
-      if (this.archiver) {
-        // The branch becomes SYNCED only once its archive is recorded: a failure here fails the attempt.
-        const archiver = this.archiver;
-        const commitTime = await this.mirror.commitTime(lease.gitDir, fetched.sha);
-        const archived = await timed('archive', () =>
-          archiver.archive({
-            tenantId: branch.tenantId,
-            repositoryId: repo.id,
-            branchId: branch.branchId,
-            sha: fetched.sha,
-            snapshotDir,
-            commitTime,
-          }),
-        );
+      const sha = fetched.sha;
+
+      // The checks beside the checkout only read commits, which a blobless clone has.
+      const [fastForward, { filesChanged }, commitTime] = await settleAll([
+        branch.syncedSha && branch.syncedSha !== sha
+          ? timed('history', async () =>
+              this.mirror.isAncestor(lease.gitDir, branch.syncedSha!, sha, await credentials()),
+            )
+          : Promise.resolve(true),
+        timed('checkout', async () =>
+          this.mirror.checkoutSnapshot(lease.gitDir, snapshotDir, sha, await credentials()),
+        ),
+        this.archiver ? this.mirror.commitTime(lease.gitDir, sha) : Promise.resolve(null),
+      ]);
+      if (!fastForward)
+        reason = `${reason}; force-push: ${branch.syncedSha!.slice(0, 12)} is not an ancestor`;
+
+      // The archive reads the snapshot only, so the graph step (git log) and the repack run beside it.
+      // The branch becomes SYNCED only once its archive is recorded: a failure here fails the attempt.
+      const archiver = this.archiver;
+      const indexing = this.graph?.enabled ? this.graph : null;
+      const [archived, graph] = await settleAll([
+        archiver && commitTime
+          ? timed('archive', () =>
+              archiver.archive({
+                tenantId: branch.tenantId,
+                repositoryId: repo.id,
+                branchId: branch.branchId,
+                sha,
+                snapshotDir,
+                commitTime,
+              }),
+            )
+          : Promise.resolve(null),
+        indexing
+          ? timed('graph', async () =>
+              indexing.index({
+                tenantId: branch.tenantId,
+                repository: repo,
+                branch: branch.name,
+                fromSha: branch.indexedSha,
+                toSha: sha,
+                gitDir: lease.gitDir,
+                credentials: await credentials(),
+                onProgress: (done, total) =>
+                  this.log('graph indexing progress', { branchId: branch.branchId, done, total }),
+              }),
+            )
+          : Promise.resolve<GraphStep>({ status: 'disabled', commits: 0, indexedSha: null }),
+        timed('gc', () => this.mirror.collectGarbage(lease.gitDir)),
+      ]);
+      if (archived) {
         reason = `${reason}; archive ${archived.reused ? 'reused' : 'stored'} (${archived.archive.sizeBytes} bytes)`;
-      }
-      let graph: GraphStep = { status: 'disabled', commits: 0, indexedSha: null };
-      if (this.graph?.enabled) {
-        const indexing = this.graph;
-        graph = await timed('graph', async () =>
-          indexing.index({
-            tenantId: branch.tenantId,
-            repository: repo,
-            branch: branch.name,
-            fromSha: branch.indexedSha,
-            toSha: fetched.sha,
-            gitDir: lease.gitDir,
-            credentials: await credentials(),
-            onProgress: (done, total) =>
-              this.log('graph indexing progress', { branchId: branch.branchId, done, total }),
-          }),
-        );
       }
       return {
         run: {
           status: 'SUCCEEDED',
           strategy,
           strategyReason: reason,
-          toSha: fetched.sha,
+          toSha: sha,
           bytesFetched: fetched.bytesFetched,
           filesChanged,
           graph,
         },
-        sha: fetched.sha,
-        remoteSha: fetched.sha,
+        sha,
+        remoteSha: sha,
       };
     } finally {
       await lease.release();
+    }
+  }
+
+  /**
+   * Fetches the branch into the cached clone: its new head, `missing` when the remote has no such branch,
+   * or `unusable` when the clone is damaged (then wiped, for a fresh clone).
+   */
+  private async fetchIntoCache(
+    lease: WorkspaceLease,
+    repo: SyncRepository,
+    branchName: string,
+    timed: <T>(phase: string, step: () => Promise<T>) => Promise<T>,
+    credentials: () => Promise<GitCredentials | undefined>,
+  ): Promise<FetchResult | 'missing' | 'unusable'> {
+    try {
+      return await timed('fetch', async () =>
+        this.mirror.fetch(lease.gitDir, repo.cloneUrl, branchName, await credentials()),
+      );
+    } catch (e) {
+      if (e instanceof GitRemoteRefNotFoundError) return 'missing';
+      // A broken cached clone must not fail the sync: start over from a fresh clone.
+      if (e instanceof GitError && (isRetryableGitError(e) || !isLocalCorruption(e))) throw e;
+      this.log('cached clone unusable, re-cloning', { repositoryId: repo.id, code: errorCode(e) });
+      await lease.reset();
+      return 'unusable';
     }
   }
 
@@ -331,6 +372,19 @@ export class BranchSynchronizer {
     if (!lease.ready) return { strategy: 'clone', reason: 'no cached clone on this worker' };
     return { strategy: 'fetch', reason: 'cached clone present' };
   }
+}
+
+/**
+ * Like Promise.all, but waits for every promise before throwing the first failure: no git keeps running in
+ * a workspace whose lease ends.
+ */
+async function settleAll<T extends readonly unknown[]>(promises: {
+  [K in keyof T]: Promise<T[K]>;
+}): Promise<T> {
+  const results = await Promise.allSettled(promises);
+  const failed = results.find((result) => result.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results.map((result) => (result as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 /** Git failures that mean the local clone is damaged rather than the remote refusing us. */

@@ -7,6 +7,7 @@ import {
   GitNetworkError,
   GitOutputTooLargeError,
   GitRefNotFoundError,
+  GitRemoteRefNotFoundError,
   GitRepositoryNotFoundError,
   GitTimeoutError,
   classifyGitFailure,
@@ -62,11 +63,11 @@ describe('classifyGitFailure', () => {
       "remote: The project you were looking for could not be found or you don't have permission to view it.\nfatal: repository 'https://gitlab.com/a/b.git/' not found",
       GitRepositoryNotFoundError,
     ],
-    ['missing branch', "fatal: couldn't find remote ref refs/heads/gone", GitRefNotFoundError],
+    ['missing branch', "fatal: couldn't find remote ref refs/heads/gone", GitRemoteRefNotFoundError],
     [
       'clone of missing branch',
       'warning: Could not find remote branch x to clone.\nfatal: Remote branch x not found in upstream origin',
-      GitRefNotFoundError,
+      GitRemoteRefNotFoundError,
     ],
     [
       'DNS',

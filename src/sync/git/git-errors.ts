@@ -41,6 +41,9 @@ export class GitRefNotFoundError extends GitError {
   readonly code = 'GIT_REF_NOT_FOUND';
 }
 
+/** The remote has no such ref: a fetch asked for a branch that is not (or no longer) there. */
+export class GitRemoteRefNotFoundError extends GitRefNotFoundError {}
+
 /** git ran longer than its time budget and was killed. */
 export class GitTimeoutError extends GitError {
   readonly code = 'GIT_TIMEOUT';
@@ -103,7 +106,7 @@ const STDERR_RULES: ReadonlyArray<{ pattern: RegExp; errorClass: GitErrorClass; 
   },
   {
     pattern: anyOf(["couldn't find remote ref", 'Remote branch .* not found in upstream']),
-    errorClass: GitRefNotFoundError,
+    errorClass: GitRemoteRefNotFoundError,
     summary: 'ref not found on remote',
   },
   {

@@ -121,12 +121,16 @@ export class GitMirror {
       await this.runner.run(['--git-dir', gitDir, 'config', key, value], local);
     }
     await writeExactCheckoutAttributes(gitDir);
-    const result = await this.fetchBranch(gitDir, branch, credentials, this.timeouts.cloneMs);
+    const result = await this.fetchBranch(gitDir, branch, [], credentials, this.timeouts.cloneMs);
     await markReady(gitDir);
     return result;
   }
 
-  /** Fetches one branch into an existing clone (force-pushes included) and reports the bytes received. */
+  /**
+   * Fetches one branch into an existing clone (force-pushes included) and reports the bytes received and
+   * the branch's new head. A branch the remote does not have (deleted, or an empty repository) fails with
+   * GitRemoteRefNotFoundError. Does not repack: call collectGarbage() once the clone is not busy.
+   */
   async fetch(
     gitDir: string,
     url: string,
@@ -135,13 +139,19 @@ export class GitMirror {
   ): Promise<FetchResult> {
     assertSafeUrl(url);
     assertBranchName(branch);
-    const local = this.localOptions();
-    const current = await this.configValues(gitDir, 'remote.origin.url');
+    // One git run for both settings the fetch depends on.
+    const remote = await this.configEntries(gitDir, '^remote\\.origin\\.(url|fetch)$');
     // The repository may have been renamed or moved on the host since the clone.
-    if (current[0] !== url) {
-      await this.runner.run(['--git-dir', gitDir, 'config', 'remote.origin.url', url], local);
+    if (remote.get('remote.origin.url')?.[0] !== url) {
+      await this.runner.run(['--git-dir', gitDir, 'config', 'remote.origin.url', url], this.localOptions());
     }
-    return this.fetchBranch(gitDir, branch, credentials, this.timeouts.fetchMs);
+    return this.fetchBranch(
+      gitDir,
+      branch,
+      remote.get('remote.origin.fetch') ?? [],
+      credentials,
+      this.timeouts.fetchMs,
+    );
   }
 
   /**
@@ -373,11 +383,11 @@ export class GitMirror {
   private async fetchBranch(
     gitDir: string,
     branch: string,
+    refspecs: string[],
     credentials: GitCredentials | undefined,
     timeoutMs: number | undefined,
   ): Promise<FetchResult> {
     const refspec = `+refs/heads/${branch}:refs/remotes/origin/${branch}`;
-    const refspecs = await this.configValues(gitDir, 'remote.origin.fetch');
     if (!refspecs.includes(refspec)) {
       await this.runner.run(
         ['--git-dir', gitDir, 'config', '--add', 'remote.origin.fetch', refspec],
@@ -408,12 +418,14 @@ export class GitMirror {
     let bytesFetched = 0;
     for (const [name, size] of packsAfter) if (!packsBefore.has(name)) bytesFetched += size;
     const sha = await this.revParse(gitDir, `refs/remotes/origin/${branch}`);
-    await this.collectGarbage(gitDir);
     return { sha, bytesFetched };
   }
 
-  /** Repacks when git thinks it is due; a failure only costs disk space, so it is logged, not thrown. */
-  private async collectGarbage(gitDir: string): Promise<void> {
+  /**
+   * Repacks when git thinks it is due (every fetch keeps its pack, see fetchBranch); a failure only costs
+   * disk space, so it is logged, not thrown. Safe beside commands that only read the clone's objects.
+   */
+  async collectGarbage(gitDir: string): Promise<void> {
     try {
       await this.runner.run(['--git-dir', gitDir, 'gc', '--auto', '--quiet'], {
         timeoutMs: this.timeouts.fetchMs,
@@ -440,18 +452,28 @@ export class GitMirror {
     }
   }
 
-  private async configValues(gitDir: string, key: string): Promise<string[]> {
+  /** Values of the config keys matching `pattern`, by key (in file order); empty when none is set. */
+  private async configEntries(gitDir: string, pattern: string): Promise<Map<string, string[]>> {
+    const entries = new Map<string, string[]>();
+    let stdout: string;
     try {
-      const { stdout } = await this.runner.run(
-        ['--git-dir', gitDir, 'config', '--get-all', key],
+      ({ stdout } = await this.runner.run(
+        ['--git-dir', gitDir, 'config', '-z', '--get-regexp', pattern],
         this.localOptions(),
-      );
-      return stdout.split('\n').filter((line) => line.length > 0);
+      ));
     } catch (error) {
-      // Exit code 1: the key is not set.
-      if (error instanceof GitCommandFailedError && error.exitCode === 1) return [];
+      // Exit code 1: no key matches.
+      if (error instanceof GitCommandFailedError && error.exitCode === 1) return entries;
       throw error;
     }
+    // -z: each entry is `<key>\n<value>\0`.
+    for (const entry of stdout.split('\0')) {
+      const newline = entry.indexOf('\n');
+      if (newline < 0) continue;
+      const key = entry.slice(0, newline);
+      entries.set(key, [...(entries.get(key) ?? []), entry.slice(newline + 1)]);
+    }
+    return entries;
   }
 
   private localOptions(extra: GitRunOptions = {}): GitRunOptions {

@@ -44,7 +44,7 @@ export interface WorkspaceLease {
   snapshotDir(branch: string): string;
   /** Wipes the workspace (e.g. after a corrupt clone) while keeping the lease; `ready` becomes false. */
   reset(): Promise<void>;
-  /** Records size and last use and frees the repository; eviction, if due, follows in the background. */
+  /** Marks last use and frees the repository; measuring and eviction, if due, follow in the background. */
   release(): Promise<void>;
 }
 
@@ -61,7 +61,19 @@ export async function isReady(gitDir: string): Promise<boolean> {
 interface CacheEntry {
   bytes: number;
   lastUsedMs: number;
+  /** Used since `bytes` was measured: measured again by the next background pass. */
+  stale: boolean;
+  /** When `bytes` was last measured (0: never). */
+  measuredAtMs: number;
 }
+
+/**
+ * A workspace is measured again at most this often. Measuring walks every file of its snapshots (tens of
+ * thousands of lstat calls for a large repository), so it happens in the background, and a repository
+ * synced every few seconds is not walked after every sync: between two measurements it changes by a few
+ * commits, which does not matter against the cache budget.
+ */
+const MEASURE_INTERVAL_MS = 60_000;
 
 /** LRU cache of per-repository git workspaces with per-repository exclusive leases. */
 export class WorkspaceCache {
@@ -74,6 +86,7 @@ export class WorkspaceCache {
   private loaded: Promise<void> | undefined;
   private evicting: Promise<void> | undefined;
   private evictAgain = false;
+  private deferredPass: NodeJS.Timeout | undefined;
 
   constructor(options: WorkspaceCacheOptions) {
     this.reposDir = join(options.rootDir, 'repos');
@@ -106,9 +119,12 @@ export class WorkspaceCache {
       }
       await mkdir(dir, { recursive: true });
       await touch(join(dir, USED_MARKER));
+      const known = this.entries.get(repositoryId);
       this.entries.set(repositoryId, {
-        bytes: this.entries.get(repositoryId)?.bytes ?? 0,
+        bytes: known?.bytes ?? 0,
         lastUsedMs: Date.now(),
+        stale: known?.stale ?? false,
+        measuredAtMs: known?.measuredAtMs ?? 0,
       });
       return new Lease(repositoryId, dir, gitDir, ready, {
         reset: () => this.resetLeased(repositoryId),
@@ -118,7 +134,8 @@ export class WorkspaceCache {
           } finally {
             unlock();
           }
-          // In the background: a finished sync need not wait for other workspaces to be deleted.
+          // In the background: a finished sync need not wait for its workspace to be measured nor for
+          // other workspaces to be deleted.
           void this.scheduleEviction();
         },
       });
@@ -148,7 +165,10 @@ export class WorkspaceCache {
     return total;
   }
 
-  /** Resolves when background work (the initial scan, evictions) has finished; for tests and shutdown. */
+  /**
+   * Resolves when background work (the initial scan, measurements, evictions) has finished; for tests
+   * and shutdown. Measurements deferred by the measuring interval are not waited for.
+   */
   async idle(): Promise<void> {
     await this.loaded;
     while (this.evicting) await this.evicting;
@@ -162,16 +182,56 @@ export class WorkspaceCache {
     await touch(join(dir, USED_MARKER));
   }
 
-  /** Measures a workspace whose lease ends and marks it as just used. */
+  /** Marks a workspace whose lease ends as just used and due for measuring (done in the background). */
   private async recordRelease(repositoryId: string): Promise<void> {
     const dir = this.repositoryDir(repositoryId);
+    const known = this.entries.get(repositoryId);
     try {
       await touch(join(dir, USED_MARKER));
-      this.entries.set(repositoryId, { bytes: await directorySize(dir), lastUsedMs: Date.now() });
+      this.entries.set(repositoryId, {
+        bytes: known?.bytes ?? 0,
+        lastUsedMs: Date.now(),
+        stale: true,
+        measuredAtMs: known?.measuredAtMs ?? 0,
+      });
     } catch (error) {
       // The caller may have removed the directory; the cache must not fail a finished sync over it.
       this.entries.delete(repositoryId);
       this.log('workspace size unknown after release', { repositoryId, error: String(error) });
+    }
+  }
+
+  /**
+   * Measures the workspaces used since their last measurement, unless measured within the interval (those
+   * get a later pass). No lock is held while measuring, so a sync of the same repository need not wait:
+   * a result is kept only if the entry was not replaced meanwhile (used again, removed, evicted).
+   */
+  private async measureStale(): Promise<void> {
+    const now = Date.now();
+    let nextDue: number | undefined;
+    for (const [repositoryId, entry] of [...this.entries.entries()]) {
+      if (!entry.stale) continue;
+      const due = entry.measuredAtMs + MEASURE_INTERVAL_MS;
+      if (entry.measuredAtMs > 0 && due > now) {
+        nextDue = Math.min(nextDue ?? due, due);
+        continue;
+      }
+      let bytes: number;
+      try {
+        bytes = await directorySize(this.repositoryDir(repositoryId));
+      } catch (error) {
+        this.log('workspace size unknown', { repositoryId, error: String(error) });
+        continue;
+      }
+      if (this.entries.get(repositoryId) !== entry) continue;
+      this.entries.set(repositoryId, { ...entry, bytes, stale: false, measuredAtMs: Date.now() });
+    }
+    if (nextDue !== undefined && this.deferredPass === undefined) {
+      this.deferredPass = setTimeout(() => {
+        this.deferredPass = undefined;
+        void this.scheduleEviction();
+      }, nextDue - now);
+      this.deferredPass.unref();
     }
   }
 
@@ -185,6 +245,7 @@ export class WorkspaceCache {
       try {
         do {
           this.evictAgain = false;
+          await this.measureStale();
           await this.evictLeastRecentlyUsed();
         } while (this.evictAgain);
       } catch (error) {
@@ -246,7 +307,14 @@ export class WorkspaceCache {
         const marker = await stat(join(dir, USED_MARKER)).catch(() => stat(dir));
         const bytes = await directorySize(dir);
         // A lease taken meanwhile has the fresher figures.
-        if (!this.entries.has(name)) this.entries.set(name, { bytes, lastUsedMs: marker.mtimeMs });
+        if (!this.entries.has(name)) {
+          this.entries.set(name, {
+            bytes,
+            lastUsedMs: marker.mtimeMs,
+            stale: false,
+            measuredAtMs: Date.now(),
+          });
+        }
       } catch (error) {
         this.log('workspace scan skipped an entry', { repositoryId: name, error: String(error) });
       }
