@@ -427,7 +427,8 @@ export class GitMirror {
    */
   async collectGarbage(gitDir: string): Promise<void> {
     try {
-      await this.runner.run(['--git-dir', gitDir, 'gc', '--auto', '--quiet'], {
+      // Not detached: a gc outliving the lease could lose its lock files to the next lease's clean-up.
+      await this.runner.run(['--git-dir', gitDir, '-c', 'gc.autoDetach=false', 'gc', '--auto', '--quiet'], {
         timeoutMs: this.timeouts.fetchMs,
       });
     } catch (error) {
