@@ -46,6 +46,11 @@ export class SecretBox {
     );
   }
 
+  /** Id of the key new ciphertexts are made with. */
+  get activeKey(): string {
+    return this.activeKeyId;
+  }
+
   /** Whether the ciphertext was made with an older key and should be re-encrypted. */
   needsRotation(ciphertext: string): boolean {
     return ciphertext.split(':')[1] !== this.activeKeyId;
