@@ -52,4 +52,30 @@ describe('loadConfig', () => {
       /^ALLOW_INSECURE_REPOSITORY_URLS/,
     );
   });
+
+  it('reads code host settings: pairs set together, PEM escapes, return URL prefixes', () => {
+    const config = loadConfig(valid);
+    expect(config.hosts.github.oauth).toBeNull();
+    expect(config.hosts.github.app).toBeNull();
+    expect(problems({ ...valid, GITHUB_OAUTH_CLIENT_ID: 'abc' })[0]).toMatch(/set both or neither/);
+    expect(problems({ ...valid, GITHUB_APP_ID: '12' })[0]).toMatch(
+      /GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY/,
+    );
+    const withApp = loadConfig({
+      ...valid,
+      GITHUB_APP_ID: '12',
+      GITHUB_APP_PRIVATE_KEY: '-----BEGIN RSA PRIVATE KEY-----\\nAAA\\n-----END RSA PRIVATE KEY-----',
+      GITLAB_OAUTH_CLIENT_ID: 'id',
+      GITLAB_OAUTH_CLIENT_SECRET: 'secret',
+      GITLAB_URL: 'https://gitlab.example.com/',
+      OAUTH_RETURN_URLS: 'https://dash.example.com/, https://admin.example.com/app',
+    });
+    expect(withApp.hosts.github.app?.privateKey).toBe(
+      '-----BEGIN RSA PRIVATE KEY-----\nAAA\n-----END RSA PRIVATE KEY-----',
+    );
+    expect(withApp.hosts.gitlab.url).toBe('https://gitlab.example.com');
+    expect(withApp.hosts.gitlab.oauth?.scopes).toEqual(['api']);
+    expect(withApp.hosts.returnUrls).toEqual(['https://dash.example.com/', 'https://admin.example.com/app']);
+    expect(problems({ ...valid, OAUTH_RETURN_URLS: 'dash.example.com' })[0]).toMatch(/OAUTH_RETURN_URLS/);
+  });
 });
