@@ -30,6 +30,25 @@ export interface RevisionArchiving {
   applyRetention(branchId: string): Promise<number>;
 }
 
+/**
+ * The compare-delta step (no git): brings a branch's snapshot from its synced commit to a new one with the
+ * host's compare API, proven by tree id. Kept behind an interface so the engine knows no host API.
+ */
+export interface DeltaUpdating {
+  /** Why compare-delta cannot be tried for this repository and range, or null when it can. */
+  blocker(repository: SyncRepository, fromSha: string): Promise<string | null>;
+  /** Updates `snapshotDir` to `toSha`; ok:false means fall back to git (the snapshot is then rebuilt). */
+  update(r: {
+    repository: SyncRepository;
+    snapshotDir: string;
+    fromSha: string;
+    toSha: string;
+  }): Promise<
+    | { ok: true; filesChanged: number; bytesDownloaded: number; commitTime: Date; detail: string }
+    | { ok: false; code: string; reason: string }
+  >;
+}
+
 export interface SyncAttempt {
   branchId: string;
   /** The queue job's id (one per branch). */
@@ -113,6 +132,7 @@ export class BranchSynchronizer {
     private readonly log: (msg: string, fields?: object) => void = () => undefined,
     private readonly archiver: RevisionArchiving | null = null,
     private readonly graph: GraphIndexing | null = null,
+    private readonly delta: DeltaUpdating | null = null,
   ) {}
 
   /** Runs one attempt for a branch and records its outcome. */
@@ -215,7 +235,9 @@ export class BranchSynchronizer {
       let strategy = plan.strategy;
       let reason = plan.reason;
       let fetched: FetchResult | null = null;
-      if (plan.strategy === 'fetch') {
+      // COMPARE prefers the delta over a cached clone: resolve the head with ls-remote first.
+      const deltaFirst = this.delta !== null && repo.syncStrategy === 'COMPARE';
+      if (plan.strategy === 'fetch' && !deltaFirst) {
         // With a cached clone, fetching the branch is what resolves its head (no ls-remote first): a fetch
         // that brings nothing new is a no-op, and a branch the remote lacks is resolved below.
         const cached = await this.fetchIntoCache(lease, repo, branch.name, timed, credentials);
@@ -256,6 +278,9 @@ export class BranchSynchronizer {
           };
         }
         if (remoteSha === branch.syncedSha) return alreadySynced(remoteSha);
+        const delta = await this.tryDelta(branch, snapshotDir, remoteSha, lease.ready, timed);
+        if (delta.done) return delta.done;
+        if (delta.reason) reason = `${reason}; ${delta.reason}`;
         if (lease.ready && strategy === 'fetch') {
           // The branch was recreated between the fetch and ls-remote.
           fetched = await timed('fetch', async () =>
@@ -338,6 +363,68 @@ export class BranchSynchronizer {
     } finally {
       await lease.release();
     }
+  }
+
+  /**
+   * Compare-delta when it applies (no usable clone under AUTO, or preferred under COMPARE, a previous
+   * archive, a host API): the finished run, or why git is used instead.
+   */
+  private async tryDelta(
+    branch: ClaimedBranch,
+    snapshotDir: string,
+    toSha: string,
+    hasClone: boolean,
+    timed: <T>(phase: string, step: () => Promise<T>) => Promise<T>,
+  ): Promise<{
+    done?: { run: RunOutcome; sha: string; remoteSha: string };
+    reason?: string;
+  }> {
+    const repo = branch.repository;
+    const delta = this.delta;
+    if (!delta || !branch.syncedSha) return {};
+    if (repo.syncStrategy === 'FULL' || repo.syncStrategy === 'FETCH') return {};
+    if (repo.syncStrategy === 'AUTO' && hasClone) return {};
+    const fromSha = branch.syncedSha;
+    const blocker = await delta.blocker(repo, fromSha);
+    if (blocker !== null) return { reason: `compare-delta not used: ${blocker}` };
+    const result = await timed('delta', () =>
+      delta.update({ repository: repo, snapshotDir, fromSha, toSha }),
+    );
+    if (!result.ok) {
+      this.log('compare-delta fell back to git', { branchId: branch.branchId, code: result.code });
+      return { reason: `compare-delta fell back (${result.code}): ${result.reason}` };
+    }
+    let reason = `no cached clone needed: ${result.detail}`;
+    if (this.archiver) {
+      const archiver = this.archiver;
+      const archived = await timed('archive', () =>
+        archiver.archive({
+          tenantId: branch.tenantId,
+          repositoryId: repo.id,
+          branchId: branch.branchId,
+          sha: toSha,
+          snapshotDir,
+          commitTime: result.commitTime,
+        }),
+      );
+      reason = `${reason}; archive ${archived.reused ? 'reused' : 'stored'} (${archived.archive.sizeBytes} bytes)`;
+    }
+    return {
+      done: {
+        run: {
+          status: 'SUCCEEDED',
+          strategy: 'compare-delta',
+          strategyReason: reason,
+          toSha,
+          bytesFetched: result.bytesDownloaded,
+          filesChanged: result.filesChanged,
+          // Indexing needs the commits' history: the graph catches up once a worker holds a clone.
+          graph: { status: this.graph?.enabled ? 'pending' : 'disabled', commits: 0, indexedSha: null },
+        },
+        sha: toSha,
+        remoteSha: toSha,
+      },
+    };
   }
 
   /**
