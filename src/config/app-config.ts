@@ -22,6 +22,8 @@ export interface AppConfig {
     githubHost: string;
     gitlabHost: string;
     retentionDays: number;
+    /** How long a repository's webhook secret is kept in memory (0: looked up on every delivery). */
+    targetCacheMs: number;
   };
   polling: { minIntervalMs: number; maxIntervalMs: number; tickMs: number; batch: number };
   /** null: graph indexing is off (NEO4J_URI unset). */
@@ -132,6 +134,7 @@ export function loadConfig(source: Record<string, string | undefined>): AppConfi
       githubHost: e.GITHUB_HOST.toLowerCase(),
       gitlabHost: e.GITLAB_HOST.toLowerCase(),
       retentionDays: e.WEBHOOK_DELIVERY_RETENTION_DAYS,
+      targetCacheMs: e.WEBHOOK_TARGET_CACHE_MS,
     },
     graph: e.NEO4J_URI
       ? {
