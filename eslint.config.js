@@ -9,6 +9,7 @@ const GRAPH_FILES = ['src/graph/**'];
 const prisma = [
   { group: ['**/database/prisma.service.js'], message: 'Only *.repository.ts files may use Prisma.' },
   { group: ['**/generated/prisma/*'], message: 'Only *.repository.ts files may use Prisma types.' },
+  { group: ['pg', 'pg/*'], message: 'Only *.repository.ts files (through PrismaService.pool) may use pg.' },
 ];
 const s3 = [
   { group: ['@aws-sdk/*'], message: 'Only src/artifacts/s3-artifact-store.ts may use the S3 client.' },

@@ -22,6 +22,8 @@ export interface AppConfig {
     githubHost: string;
     gitlabHost: string;
     retentionDays: number;
+    /** How long a repository's webhook secret is kept in memory (0: looked up on every delivery). */
+    targetCacheMs: number;
   };
   /** Code host APIs: base URLs, OAuth clients and the GitHub App (each null when not configured). */
   hosts: {
@@ -181,6 +183,7 @@ export function loadConfig(source: Record<string, string | undefined>): AppConfi
       githubHost: e.GITHUB_HOST.toLowerCase(),
       gitlabHost: e.GITLAB_HOST.toLowerCase(),
       retentionDays: e.WEBHOOK_DELIVERY_RETENTION_DAYS,
+      targetCacheMs: e.WEBHOOK_TARGET_CACHE_MS,
     },
     graph: e.NEO4J_URI
       ? {

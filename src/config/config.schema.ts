@@ -71,6 +71,7 @@ export const envSchema = z.object({
   HOST_API_TIMEOUT_MS: int(1000, 10 * 60 * 1000).default(30_000),
   HOST_API_CONCURRENCY_PER_TOKEN: int(1, 100).default(4),
   WEBHOOK_DELIVERY_RETENTION_DAYS: int(7, 3650).default(14),
+  WEBHOOK_TARGET_CACHE_MS: int(0, 60_000).default(5_000),
   POLL_INTERVAL_MIN_MS: int(1_000, 24 * 3600 * 1000).default(60_000),
   POLL_INTERVAL_MAX_MS: int(1_000, 24 * 3600 * 1000).default(3600_000),
   POLL_TICK_MS: int(100, 3600 * 1000).default(5_000),

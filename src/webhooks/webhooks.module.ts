@@ -1,13 +1,15 @@
 import { Module } from '@nestjs/common';
 import { ConnectionsModule } from '../connections/connections.module.js';
+import { DeliveryHandoff } from './delivery-handoff.js';
 import { WebhookCounters } from './webhook-counters.js';
 import { WebhookDeliveryRepository } from './webhook-delivery.repository.js';
+import { WebhookTargets } from './webhook-targets.js';
 import { WebhookSetupController, WebhooksController } from './webhooks.controller.js';
 import { WebhooksService } from './webhooks.service.js';
 
 @Module({
   imports: [ConnectionsModule],
   controllers: [WebhooksController, WebhookSetupController],
-  providers: [WebhookDeliveryRepository, WebhooksService, WebhookCounters],
+  providers: [WebhookDeliveryRepository, DeliveryHandoff, WebhookTargets, WebhooksService, WebhookCounters],
 })
 export class WebhooksModule {}

@@ -4,11 +4,12 @@ import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { DomainError, NotFound, Unauthenticated, ValidationFailed } from '../common/errors.js';
 import { SecretBox } from '../common/secret-box.js';
 import { InstallationEvents } from '../connections/installation-events.js';
-import { SYNC_DISPATCHER, type SyncDispatcher } from '../repositories/sync-dispatcher.js';
 import type { Provider } from '../repositories/repositories.types.js';
+import { DeliveryHandoff } from './delivery-handoff.js';
 import { type HostEvent, githubEvent, gitlabEvent } from './host-events.js';
 import { type DeliveryOutcome, WebhookDeliveryRepository } from './webhook-delivery.repository.js';
 import { githubSignatureValid, gitlabTokenValid, webhookSecretContext } from './webhook-signature.js';
+import { WebhookTargets } from './webhook-targets.js';
 import { WebhookCounters } from './webhook-counters.js';
 
 export interface WebhookHeaders {
@@ -36,8 +37,8 @@ function header(headers: WebhookHeaders, name: string): string | null {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
- * Webhook intake: authenticate the raw body, record the delivery and the owed branches in one transaction,
- * answer, then enqueue. Bad requests touch nothing but a counter.
+ * Webhook intake: authenticate the raw body, record the delivery and the owed branches in one statement,
+ * answer, then enqueue (`DeliveryHandoff`). Bad requests touch nothing but a counter.
  */
 @Injectable()
 export class WebhooksService {
@@ -47,8 +48,9 @@ export class WebhooksService {
     private readonly deliveries: WebhookDeliveryRepository,
     private readonly secrets: SecretBox,
     private readonly counters: WebhookCounters,
+    private readonly targets: WebhookTargets,
+    private readonly handoff: DeliveryHandoff,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
-    @Inject(SYNC_DISPATCHER) private readonly dispatcher: SyncDispatcher,
     private readonly installations: InstallationEvents,
   ) {}
 
@@ -68,9 +70,11 @@ export class WebhooksService {
       this.counters.rejected('github', 'missing_signature');
       throw new Unauthenticated('missing X-Hub-Signature-256: configure a secret on the webhook');
     }
-    const target = await this.resolveSecret('GITHUB', repositoryId);
+    const target = await this.authenticate('GITHUB', repositoryId, (secret) =>
+      githubSignatureValid(secret, raw, signature),
+    );
     if (target === 'unknown') return this.ignoredUnknown('GITHUB', deliveryId, repositoryId);
-    if (!(await githubSignatureValid(target.secret, raw, signature))) {
+    if (target === 'mismatch') {
       this.counters.rejected('github', 'bad_signature');
       throw new Unauthenticated('the signature does not match the body: check the webhook secret');
     }
@@ -97,9 +101,11 @@ export class WebhooksService {
       this.counters.rejected('gitlab', 'missing_signature');
       throw new Unauthenticated('missing X-Gitlab-Token: configure a secret token on the webhook');
     }
-    const target = await this.resolveSecret('GITLAB', repositoryId);
+    const target = await this.authenticate('GITLAB', repositoryId, async (secret) =>
+      gitlabTokenValid(secret, token),
+    );
     if (target === 'unknown') return this.ignoredUnknown('GITLAB', deliveryId, repositoryId);
-    if (!gitlabTokenValid(target.secret, token)) {
+    if (target === 'mismatch') {
       this.counters.rejected('gitlab', 'bad_signature');
       throw new Unauthenticated('the X-Gitlab-Token does not match: check the webhook secret token');
     }
@@ -114,6 +120,7 @@ export class WebhooksService {
     if (!(await this.deliveries.setWebhookSecret(tenantId, repositoryId, encrypted))) {
       throw new NotFound('Repository', repositoryId);
     }
+    this.targets.forget(repositoryId);
     this.logger.log({ tenantId, repositoryId }, 'webhook secret created');
     return {
       url: `${this.config.webhooks.publicUrl}/webhooks/${provider}?repository=${repositoryId}`,
@@ -123,37 +130,45 @@ export class WebhooksService {
     };
   }
 
-  private async resolveSecret(
+  /**
+   * Checks a delivery against the secret of the repository its URL names (or the app-level secret): the
+   * verified target, 'unknown' (not a repository we track) or 'mismatch'. A secret from the cache that
+   * does not match is looked up again before refusing: it may just have been rotated.
+   */
+  private async authenticate(
     provider: Provider,
     repositoryId: string | undefined,
-  ): Promise<{ secret: string; repository: { id: string; tenantId: string } | null } | 'unknown'> {
-    if (repositoryId !== undefined) {
-      if (!UUID.test(repositoryId)) return 'unknown';
-      const target = await this.deliveries.target(repositoryId);
+    matches: (secret: string) => Promise<boolean>,
+  ): Promise<{ repository: { id: string; tenantId: string } | null } | 'unknown' | 'mismatch'> {
+    if (repositoryId === undefined) {
+      const shared =
+        provider === 'GITHUB'
+          ? this.config.webhooks.githubAppSecret
+          : this.config.webhooks.gitlabSystemHookToken;
+      if (!shared) {
+        this.counters.rejected(provider.toLowerCase(), 'no_secret');
+        throw new Unauthenticated(
+          'add ?repository=<id> to the webhook URL (no app-level webhook secret is configured)',
+        );
+      }
+      return (await matches(shared)) ? { repository: null } : 'mismatch';
+    }
+    if (!UUID.test(repositoryId)) return 'unknown';
+    let found = await this.targets.get(repositoryId);
+    for (;;) {
+      const target = found?.target;
       // Plain git hosts (Gitea, Forgejo, self-hosted) speak either format; their secret authenticates them.
       if (!target || (target.provider !== provider && target.provider !== 'GIT')) return 'unknown';
-      if (!target.webhookSecretEncrypted) {
+      if (target.secret === null) {
         this.counters.rejected(provider.toLowerCase(), 'no_secret');
         throw new Unauthenticated(
           'this repository has no webhook secret; create one with POST /repositories/{id}/webhook',
         );
       }
-      return {
-        secret: this.secrets.decrypt(target.webhookSecretEncrypted, webhookSecretContext(repositoryId)),
-        repository: { id: target.id, tenantId: target.tenantId },
-      };
+      if (await matches(target.secret)) return { repository: { id: target.id, tenantId: target.tenantId } };
+      if (!found?.cached) return 'mismatch';
+      found = await this.targets.get(repositoryId, true);
     }
-    const shared =
-      provider === 'GITHUB'
-        ? this.config.webhooks.githubAppSecret
-        : this.config.webhooks.gitlabSystemHookToken;
-    if (!shared) {
-      this.counters.rejected(provider.toLowerCase(), 'no_secret');
-      throw new Unauthenticated(
-        'add ?repository=<id> to the webhook URL (no app-level webhook secret is configured)',
-      );
-    }
-    return { secret: shared, repository: null };
   }
 
   private parse(raw: Buffer, provider: string): unknown {
@@ -235,25 +250,10 @@ export class WebhooksService {
       // Only the app's own webhook (verified with the app secret) speaks for an installation.
       await this.installations.apply(hostEvent);
     }
-    if (recorded.owed.length && recorded.deliveryRowId) {
+    if (outcome === 'ACCEPTED' && recorded.deliveryRowId) {
       // After the commit and after answering: a Redis outage leaves the delivery for the reconciler.
-      void this.enqueue(recorded.deliveryRowId, recorded.owed);
+      void this.handoff.handOff(recorded.deliveryRowId, recorded.owed);
     }
     return { status: 202, body: { deliveryId, outcome, detail } };
-  }
-
-  private async enqueue(
-    deliveryRowId: string,
-    owed: { id: string; tenantId: string; repositoryId: string }[],
-  ) {
-    try {
-      const ok = await this.dispatcher.enqueueOwed(owed);
-      if (ok) await this.deliveries.markEnqueued(deliveryRowId);
-    } catch (e) {
-      this.logger.warn(
-        { deliveryRowId, err: e instanceof Error ? e.message : String(e) },
-        'enqueue after webhook failed',
-      );
-    }
   }
 }

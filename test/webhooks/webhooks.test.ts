@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { SecretBox } from '../../src/common/secret-box.js';
+import { webhookSecretContext } from '../../src/webhooks/webhook-signature.js';
 import type { TestTenant } from '../support/api-harness.js';
 import { SyncHarness } from '../support/sync-harness.js';
 import { githubExample, githubPush, githubSignature, gitlabPush } from '../support/webhook-payloads.js';
@@ -186,6 +188,98 @@ describe('webhooks (signed real payloads over HTTP, real sync)', () => {
     expect(runs.length).toBeGreaterThanOrEqual(1);
     expect(runs.length).toBeLessThanOrEqual(2);
     expect(await deliveries(r.id)).toBe(200);
+  });
+
+  it('writes an already-owed branch and its repository once for a burst, and still marks every delivery enqueued', async () => {
+    const r = await trackedRepository('gh-owed');
+    const next = await r.remote.commit({ 'README.md': 'owed\n' });
+    const body = JSON.stringify(githubPush('any/gh-owed', 'main', r.first, next));
+    const signature = await githubSignature(r.secret, body);
+    const rowVersions = async () => {
+      const { rows } = await h.db.query<{ branch: string; repository: string }>(
+        `SELECT b."xmin"::text AS "branch", r."xmin"::text AS "repository"
+         FROM "Branch" b JOIN "Repository" r ON r."id" = b."repositoryId" WHERE b."id" = $1`,
+        [r.branchId],
+      );
+      return rows[0]!;
+    };
+    // No worker: the branch stays OUTDATED at the pushed head, its job waiting.
+    await h.stopWorker();
+    try {
+      const post = () =>
+        postGithub(r.id, body, {
+          'x-github-event': 'push',
+          'x-github-delivery': randomUUID(),
+          'x-hub-signature-256': signature,
+        });
+      expect((await post()).status).toBe(202);
+      const afterFirst = await rowVersions();
+      const results = await Promise.all(Array.from({ length: 50 }, post));
+      expect(results.filter((res) => res.status !== 202)).toEqual([]);
+      expect(await rowVersions()).toEqual(afterFirst);
+      const [branch] = await h.branches(r.id);
+      expect(branch).toMatchObject({ status: 'OUTDATED', syncedSha: r.first });
+      await h.waitFor('every delivery marked enqueued', async () => {
+        const { rows } = await h.db.query<{ n: string }>(
+          'SELECT count(*) AS n FROM "WebhookDelivery" WHERE "repositoryId" = $1 AND "enqueuedAt" IS NULL',
+          [r.id],
+        );
+        return rows[0]!.n === '0' ? true : undefined;
+      });
+      expect(await deliveries(r.id)).toBe(51);
+    } finally {
+      await h.startWorker();
+    }
+    await h.waitForBranch(r.id, 'main', next);
+  });
+
+  it('takes a webhook secret rotated by another API process at once, and refuses the old one after it', async () => {
+    const r = await trackedRepository('gh-rotate');
+    const next = await r.remote.commit({ 'README.md': 'rotated\n' });
+    const body = JSON.stringify(githubPush('any/gh-rotate', 'main', r.first, next));
+    const post = async (secret: string) =>
+      (
+        await postGithub(r.id, body, {
+          'x-github-event': 'push',
+          'x-github-delivery': randomUUID(),
+          'x-hub-signature-256': await githubSignature(secret, body),
+        })
+      ).status;
+    expect(await post(r.secret)).toBe(202); // the old secret is now cached
+    // Another API process rotates the secret: this process's cache does not hear of it.
+    const rotated = randomUUID();
+    const encrypted = h.api.app.get(SecretBox).encrypt(rotated, webhookSecretContext(r.id));
+    await h.db.query('UPDATE "Repository" SET "webhookSecretEncrypted" = $2 WHERE "id" = $1', [
+      r.id,
+      encrypted,
+    ]);
+    expect(await post(rotated)).toBe(202);
+    expect(await post(r.secret)).toBe(401);
+
+    // Rotated through this process's API: the old secret is refused at once.
+    const setup = await h.api.request<Setup>('POST', `/repositories/${r.id}/webhook`, {
+      token: tenant.apiKey,
+    });
+    expect(await post(rotated)).toBe(401);
+    expect(await post(setup.body.secret)).toBe(202);
+    await h.waitForBranch(r.id, 'main', next);
+  });
+
+  it('does not fail a delivery for a repository deleted while its secret is cached', async () => {
+    const r = await trackedRepository('gh-deleted');
+    const body = JSON.stringify(githubPush('any/gh-deleted', 'main', r.first, r.first));
+    const post = async () =>
+      postGithub(r.id, body, {
+        'x-github-event': 'push',
+        'x-github-delivery': randomUUID(),
+        'x-hub-signature-256': await githubSignature(r.secret, body),
+      });
+    expect((await post()).status).toBe(202);
+    const deleted = await h.api.request('DELETE', `/repositories/${r.id}`, { token: tenant.apiKey });
+    expect(deleted.status).toBeLessThan(300);
+    const late = await post();
+    expect(late.status).toBe(202);
+    expect(await h.branches(r.id)).toEqual([]);
   });
 
   it('accepts a GitLab push with the secret token, dedupes on Idempotency-Key and rejects a wrong token', async () => {
