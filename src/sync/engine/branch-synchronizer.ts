@@ -11,6 +11,7 @@ import type {
   SyncRepository,
   SyncStateStore,
 } from './sync-types.js';
+import { settleAll } from '../settle-all.js';
 
 /** Resolves the git credentials of a repository (decrypted in memory, never logged). */
 export type CredentialSource = (repository: SyncRepository) => Promise<GitCredentials | undefined>;
@@ -459,19 +460,6 @@ export class BranchSynchronizer {
     if (!lease.ready) return { strategy: 'clone', reason: 'no cached clone on this worker' };
     return { strategy: 'fetch', reason: 'cached clone present' };
   }
-}
-
-/**
- * Like Promise.all, but waits for every promise before throwing the first failure: no git keeps running in
- * a workspace whose lease ends.
- */
-async function settleAll<T extends readonly unknown[]>(promises: {
-  [K in keyof T]: Promise<T[K]>;
-}): Promise<T> {
-  const results = await Promise.allSettled(promises);
-  const failed = results.find((result) => result.status === 'rejected');
-  if (failed) throw failed.reason;
-  return results.map((result) => (result as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 /** Git failures that mean the local clone is damaged rather than the remote refusing us. */

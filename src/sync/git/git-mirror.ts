@@ -20,6 +20,7 @@ import { join, resolve } from 'node:path';
 import { markReady } from '../workspace/workspace-cache.js';
 import { GitCommandFailedError, GitInvalidArgumentError, GitRefNotFoundError } from './git-errors.js';
 import type { GitCredentials, GitRunner, GitRunOptions } from './git-runner.js';
+import { settleAll } from '../settle-all.js';
 
 export interface GitMirrorTimeouts {
   /** `ls-remote` (one round trip). */
@@ -220,7 +221,7 @@ export class GitMirror {
       // --reset -u: a one-way merge to `sha` that also restores tracked files someone changed or deleted
       // in the snapshot and overwrites untracked files in the way (the index alone is not trusted).
       await this.runner.run([...snapshot.args, 'read-tree', '--reset', '-u', sha], snapshot.options);
-      [, filesChanged] = await allSettledOrThrow([this.cleanSnapshot(snapshot), countChanges()]);
+      [, filesChanged] = await settleAll([this.cleanSnapshot(snapshot), countChanges()]);
     }
     await this.runner.run(['--git-dir', gitDir, 'update-ref', snapshotRef, sha], this.localOptions());
     return { filesChanged };
@@ -246,7 +247,7 @@ export class GitMirror {
     };
     // All of these only read the index (update-index writes back refreshed stat data, same paths), so
     // they run side by side, and beside the download of the blobs the merge will need.
-    const [treeProblem, diskProblem, cleanProblem, , filesChanged] = await allSettledOrThrow([
+    const [treeProblem, diskProblem, cleanProblem, , filesChanged] = await settleAll([
       // Exits 1 unless the index is exactly the old commit's tree, which is what makes the two-way merge
       // exact: an index that is not (a crash between checkout and update-ref, a damaged file) would
       // carry its differences over unchanged paths into the new snapshot.
@@ -555,16 +556,6 @@ function assertRevision(rev: string): void {
 async function writeExactCheckoutAttributes(gitDir: string): Promise<void> {
   await mkdir(join(gitDir, 'info'), { recursive: true });
   await writeFile(join(gitDir, 'info', 'attributes'), EXACT_CHECKOUT_ATTRIBUTES);
-}
-
-/** Like Promise.all, but waits for every promise (no git left running behind a failure) before throwing. */
-async function allSettledOrThrow<T extends readonly unknown[]>(promises: {
-  [K in keyof T]: Promise<T[K]>;
-}): Promise<T> {
-  const results = await Promise.allSettled(promises);
-  const failed = results.find((result) => result.status === 'rejected');
-  if (failed) throw failed.reason;
-  return results.map((result) => (result as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 async function pathExists(path: string): Promise<boolean> {
