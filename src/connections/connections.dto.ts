@@ -28,6 +28,8 @@ export class CallbackQueryDto {
   @IsOptional() @IsString() @MaxLength(512) state?: string;
   @IsOptional() @IsString() @MaxLength(256) error?: string;
   @IsOptional() @IsString() @MaxLength(2048) error_description?: string;
+  /** GitHub adds a link to its troubleshooting page to a refusal; accepted and ignored. */
+  @IsOptional() @IsString() @MaxLength(2048) error_uri?: string;
   @IsOptional() @IsString() @MaxLength(32) installation_id?: string;
   @IsOptional() @IsString() @MaxLength(32) setup_action?: string;
 }

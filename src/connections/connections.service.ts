@@ -3,12 +3,13 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { Conflict, DomainError, NotFound, ValidationFailed } from '../common/errors.js';
 import { SecretBox } from '../common/secret-box.js';
-import type { HostRepository } from '../hosts/code-host.js';
+import type { HostAccount, HostRepository } from '../hosts/code-host.js';
 import { CodeHosts } from '../hosts/code-hosts.js';
 import { parseRepositoryUrl, type RepositoryLocation } from '../repositories/repository-url.js';
 import { ConnectionTokens } from './connection-tokens.js';
 import { ConnectionsRepository } from './connections.repository.js';
 import {
+  type ConnectionKind,
   type ConnectionProvider,
   type ConnectionRecord,
   hostProviderOf,
@@ -178,24 +179,11 @@ export class ConnectionsService {
       return { ...connection, returnTo };
     }
     const account = await host.getAccount(grant.accessToken);
-    const { connection, created } = await this.connections.upsert(
-      state.tenantId,
-      {
-        provider,
-        kind: 'OAUTH',
-        host: this.hostOf(provider),
-        accountId: account.id,
-        accountLogin: account.login,
-        installationId: null,
-        accessTokenEncrypted: null,
-        refreshTokenEncrypted: null,
-        tokenExpiresAt: grant.expiresAt ?? null,
-        refreshTokenExpiresAt: null,
-        scopes: grant.scopes,
-      },
-      (id) => this.tokens.seal(id, grant),
-      randomUUID(),
-    );
+    const { connection, created } = await this.storeAccount(state.tenantId, provider, 'OAUTH', account, {
+      grant,
+      expiresAt: grant.expiresAt ?? null,
+      scopes: grant.scopes,
+    });
     this.logger.log(
       { tenantId: state.tenantId, connectionId: connection.id, provider, created },
       'OAuth connection stored',
@@ -210,24 +198,11 @@ export class ConnectionsService {
     token: string,
   ): Promise<{ connection: ConnectionRecord; created: boolean }> {
     const account = await this.hosts.get(hostProviderOf(provider)).getAccount(token);
-    const result = await this.connections.upsert(
-      tenantId,
-      {
-        provider,
-        kind: 'TOKEN',
-        host: this.hostOf(provider),
-        accountId: account.id,
-        accountLogin: account.login,
-        installationId: null,
-        accessTokenEncrypted: null,
-        refreshTokenEncrypted: null,
-        tokenExpiresAt: null,
-        refreshTokenExpiresAt: null,
-        scopes: [],
-      },
-      (id) => this.tokens.seal(id, { accessToken: token }),
-      randomUUID(),
-    );
+    const result = await this.storeAccount(tenantId, provider, 'TOKEN', account, {
+      grant: { accessToken: token },
+      expiresAt: null,
+      scopes: [],
+    });
     this.logger.log({ tenantId, connectionId: result.connection.id, provider }, 'token connection stored');
     return result;
   }
@@ -341,6 +316,41 @@ export class ConnectionsService {
     };
   }
 
+  /** Creates the account's connection, or renews the grant of the one it already has (same id). */
+  private storeAccount(
+    tenantId: string,
+    provider: ConnectionProvider,
+    kind: ConnectionKind,
+    account: HostAccount,
+    opts: {
+      grant: { accessToken: string; refreshToken?: string } | null;
+      expiresAt: Date | null;
+      scopes: string[];
+      installationId?: string;
+    },
+  ) {
+    const grant = opts.grant;
+    return this.connections.upsert(
+      tenantId,
+      {
+        provider,
+        kind,
+        host: this.hostOf(provider),
+        accountId: account.id,
+        accountLogin: account.login,
+        installationId: opts.installationId ?? null,
+        accessTokenEncrypted: null,
+        refreshTokenEncrypted: null,
+        tokenExpiresAt: opts.expiresAt,
+        refreshTokenExpiresAt: null,
+        scopes: opts.scopes,
+      },
+      (id) =>
+        grant ? this.tokens.seal(id, grant) : { accessTokenEncrypted: null, refreshTokenEncrypted: null },
+      randomUUID(),
+    );
+  }
+
   private async newState(
     tenantId: string,
     provider: ConnectionProvider,
@@ -374,7 +384,18 @@ export class ConnectionsService {
     } catch {
       throw ValidationFailed.field('returnTo', 'must be an absolute URL');
     }
-    const allowed = this.config.hosts.returnUrls.some((prefix) => parsed.href.startsWith(prefix));
+    // Same origin first: a bare prefix like https://app.example.com also matches
+    // https://app.example.com.evil.net/ and https://app.example.com@evil.net/.
+    const allowed = this.config.hosts.returnUrls.some((prefix) => {
+      const base = URL.canParse(prefix) ? new URL(prefix) : null;
+      return (
+        base !== null &&
+        parsed.origin === base.origin &&
+        !parsed.username &&
+        !parsed.password &&
+        parsed.href.startsWith(base.href)
+      );
+    });
     if (!allowed) {
       throw ValidationFailed.field(
         'returnTo',
@@ -418,24 +439,12 @@ export class ConnectionsService {
         `installation ${installationId} is already connected to another tenant`,
       );
     }
-    const result = await this.connections.upsert(
-      tenantId,
-      {
-        provider: 'GITHUB',
-        kind: 'APP_INSTALLATION',
-        host: this.hostOf('GITHUB'),
-        accountId: installation.account.id,
-        accountLogin: installation.account.login,
-        installationId,
-        accessTokenEncrypted: null,
-        refreshTokenEncrypted: null,
-        tokenExpiresAt: null,
-        refreshTokenExpiresAt: null,
-        scopes: [],
-      },
-      () => ({ accessTokenEncrypted: null, refreshTokenEncrypted: null }),
-      randomUUID(),
-    );
+    const result = await this.storeAccount(tenantId, 'GITHUB', 'APP_INSTALLATION', installation.account, {
+      grant: null,
+      expiresAt: null,
+      scopes: [],
+      installationId,
+    });
     if (installation.suspended) {
       await this.connections.updateInstallation(installationId, { suspendedAt: new Date() });
     }
