@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { Logger as NestLogger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { FastifyInstance } from 'fastify';
@@ -7,6 +8,7 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { Logger } from 'nestjs-pino';
 import { AppModule } from './app.module.js';
 import type { AppConfig } from './config/app-config.js';
+import { redactUrl } from './common/logging.js';
 import { createValidationPipe } from './common/validation.js';
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
@@ -77,6 +79,20 @@ export async function createApi(config: AppConfig): Promise<NestFastifyApplicati
   installJsonParser(fastify, config.http.bodyLimitBytes);
   fastify.addHook('onSend', async (request, reply) => {
     void reply.header('x-request-id', request.id);
+  });
+  const requests = new NestLogger('HttpRequest');
+  fastify.addHook('onResponse', async (request, reply) => {
+    if (request.url.startsWith('/health/')) return;
+    requests.log(
+      {
+        requestId: request.id,
+        method: request.method,
+        url: redactUrl(request.url),
+        statusCode: reply.statusCode,
+        responseTimeMs: Math.round(reply.elapsedTime),
+      },
+      'request completed',
+    );
   });
 
   const document = SwaggerModule.createDocument(

@@ -32,6 +32,11 @@ export function pinoOptions(config: AppConfig, name: string) {
   };
 }
 
+/** A request URL fit for a log line: credentials and one-time values in the query are replaced. */
+export function redactUrl(url: string): string {
+  return url.replace(/([?&](?:token|code|state|access_token|refresh_token)=)[^&]*/gi, '$1[redacted]');
+}
+
 export function httpLoggerParams(config: AppConfig): Params {
   return {
     pinoHttp: {
@@ -43,10 +48,12 @@ export function httpLoggerParams(config: AppConfig): Params {
         req: (req: { id: string; method: string; url: string }) => ({
           id: req.id,
           method: req.method,
-          url: req.url.replace(/([?&](?:token|code|state|access_token)=)[^&]*/gi, '$1[redacted]'),
+          url: redactUrl(req.url),
         }),
       },
-      autoLogging: { ignore: (req) => (req.url ?? '').startsWith('/health/') },
+      // One line per request comes from the Fastify onResponse hook in api.ts (the middleware route
+      // binding does not reach Fastify routes here).
+      autoLogging: false,
     },
   };
 }
