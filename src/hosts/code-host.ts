@@ -145,6 +145,11 @@ export interface CodeHost {
   deleteWebhook(token: string, owner: string, name: string, hookId: string): Promise<void>;
   /** Compares `base...head` (three dots: against their merge base). */
   compare(token: string, owner: string, name: string, base: string, head: string): Promise<HostComparison>;
+  /**
+   * Id of the root tree of commit `sha`: what a snapshot of that commit must hash to (the compare-delta
+   * proof). HostNotFound when there is no such commit.
+   */
+  getCommitTree(token: string, owner: string, name: string, sha: string): Promise<string>;
   /** Bytes of a blob by its SHA, checked against the SHA. */
   getBlob(token: string, owner: string, name: string, sha: string): Promise<Buffer>;
   /**

@@ -378,6 +378,22 @@ export class GitHubHost implements CodeHost {
     };
   }
 
+  /** `GET /repos/{owner}/{repo}/git/commits/{sha}`: the commit's `tree.sha`. */
+  async getCommitTree(token: string, owner: string, name: string, sha: string): Promise<string> {
+    const { data } = await this.call(`read commit ${sha} of ${owner}/${name}`, () =>
+      this.client(token).rest.git.getCommit({ owner, repo: name, commit_sha: sha }),
+    );
+    const tree = data.tree.sha.toLowerCase();
+    if ((FULL_SHA.test(sha) && data.sha.toLowerCase() !== sha.toLowerCase()) || !FULL_SHA.test(tree)) {
+      throw new HostRequestFailed(
+        'github',
+        200,
+        `GitHub answered commit ${data.sha} with tree ${JSON.stringify(data.tree.sha)} when asked for commit ${sha}`,
+      );
+    }
+    return tree;
+  }
+
   async getBlob(token: string, owner: string, name: string, sha: string): Promise<Buffer> {
     const { data } = await this.call(`read blob ${sha} of ${owner}/${name}`, () =>
       this.client(token).rest.git.getBlob({ owner, repo: name, file_sha: sha }),

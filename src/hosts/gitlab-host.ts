@@ -14,6 +14,7 @@ import {
   type CommitDiffSchema,
   type ProjectSchema,
 } from '@gitbeaker/rest';
+import { gitTreeObjectId } from '../sync/delta/git-tree-hash.js';
 import { verifyBlob } from './blob-integrity.js';
 import type {
   CodeHost,
@@ -342,6 +343,37 @@ export class GitLabHost implements CodeHost {
         patches: diffs.some((diff) => diff.too_large === true || diff.collapsed === true),
       },
     };
+  }
+
+  /**
+   * GitLab's commit entity has no tree id, so the root tree object is rebuilt from the root listing
+   * (`GET /projects/:id/repository/tree?ref=<sha>`, every page): its (mode, name, id) entries hashed the
+   * way git hashes a tree. Only the root level is listed: subtrees come with their ids.
+   */
+  async getCommitTree(token: string, owner: string, name: string, sha: string): Promise<string> {
+    const what = `list the root tree of ${sha} in ${owner}/${name}`;
+    const entries = await this.call(what, () =>
+      new Repositories(this.options(token)).allRepositoryTrees(`${owner}/${name}`, {
+        ref: sha,
+        perPage: 100,
+      }),
+    );
+    try {
+      return gitTreeObjectId(
+        entries.map((entry) => ({
+          mode: entry.mode,
+          name: entry.name,
+          id: entry.id.toLowerCase(),
+        })),
+        sha.length === 64 ? 'sha256' : 'sha1',
+      );
+    } catch (error) {
+      throw new HostRequestFailed(
+        'gitlab',
+        200,
+        `GitLab listed a tree entry of ${sha} in ${owner}/${name} that git cannot hold: ${(error as Error).message}`,
+      );
+    }
   }
 
   async getBlob(token: string, owner: string, name: string, sha: string): Promise<Buffer> {

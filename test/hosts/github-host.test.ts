@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash, randomBytes } from 'node:crypto';
 import { Octokit } from '@octokit/rest';
+import { HostContentMismatch } from '../../src/hosts/blob-integrity.js';
 import type { HostChangedFile } from '../../src/hosts/code-host.js';
 import { GitHubHost } from '../../src/hosts/github-host.js';
 import { HostAuthFailed, HostNotFound, HostUnavailable } from '../../src/hosts/host-errors.js';
@@ -84,7 +85,12 @@ describe('GitHubHost against the fake GitHub API over real repositories', () => 
       events: ['push', 'tag_push'],
     });
     expect(world.api.hooks('github', 'acme/widgets')).toEqual([
-      { id: hookId, url: 'https://reposync.example.com/webhooks/github', secret, events: ['push', 'create', 'delete'] },
+      {
+        id: hookId,
+        url: 'https://reposync.example.com/webhooks/github',
+        secret,
+        events: ['push', 'create', 'delete'],
+      },
     ]);
     // The fake's list and single-hook answers too (validated like every answer), secret masked.
     const octokit = new Octokit({ baseUrl: world.api.githubApiUrl, auth: token });
@@ -225,6 +231,43 @@ describe('GitHubHost against the fake GitHub API over real repositories', () => 
     const text = await gitOut(world.widgets, ['rev-parse', `${head}:lib/app.ts`]);
     expect((await host.getBlob(token, 'acme', 'widgets', text)).toString('utf8')).toContain('value0 = 100');
     await expect(host.getBlob(token, 'acme', 'widgets', '0'.repeat(40))).rejects.toBeInstanceOf(HostNotFound);
+  });
+
+  it('reads the tree id of a commit (git/commits) equal to git rev-parse <sha>^{tree}', async () => {
+    const { base, head, mainHead } = world.range;
+    for (const sha of [base, head, mainHead]) {
+      expect(await host.getCommitTree(token, 'acme', 'widgets', sha)).toBe(
+        await gitOut(world.widgets, ['rev-parse', `${sha}^{tree}`]),
+      );
+    }
+    await expect(host.getCommitTree(token, 'acme', 'widgets', 'f'.repeat(40))).rejects.toBeInstanceOf(
+      HostNotFound,
+    );
+  });
+
+  it('reads a file at a commit through the contents API, checked against its blob SHA', async () => {
+    const { base, head } = world.range;
+    const file = await host.getFileAtRef(token, 'acme', 'widgets', 'scripts/run.sh', head);
+    expect(file.content.toString('utf8')).toBe('#!/bin/sh\necho run\n');
+    expect(file.blobSha).toBe(await gitOut(world.widgets, ['rev-parse', `${head}:scripts/run.sh`]));
+    const logo = await host.getFileAtRef(token, 'acme', 'widgets', 'assets/logo.bin', base);
+    expect(logo.content).toHaveLength(13);
+    await expect(host.getFileAtRef(token, 'acme', 'widgets', 'docs/old.md', head)).rejects.toBeInstanceOf(
+      HostNotFound,
+    );
+    await expect(host.getFileAtRef(token, 'acme', 'widgets', 'scripts', head)).rejects.toThrow(/not a file/);
+  });
+
+  it('refuses corrupted content: a blob by SHA, or a file whose reported SHA does not match', async () => {
+    const sha = await gitOut(world.widgets, ['rev-parse', `${world.range.head}:README.md`]);
+    world.api.corruptNextContent({ provider: 'github' });
+    await expect(host.getBlob(token, 'acme', 'widgets', sha)).rejects.toBeInstanceOf(HostContentMismatch);
+    world.api.corruptNextContent({ provider: 'github' });
+    await expect(
+      host.getFileAtRef(token, 'acme', 'widgets', 'README.md', world.range.head),
+    ).rejects.toBeInstanceOf(HostUnavailable);
+    // Only the next content was corrupted.
+    expect((await host.getBlob(token, 'acme', 'widgets', sha)).toString('utf8')).toContain('Now with docs');
   });
 
   it('exchanges an authorization code with PKCE and refreshes the expiring user token', async () => {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash, randomBytes } from 'node:crypto';
+import { HostContentMismatch } from '../../src/hosts/blob-integrity.js';
 import type { HostChangedFile } from '../../src/hosts/code-host.js';
 import { GitLabHost } from '../../src/hosts/gitlab-host.js';
 import { HostAuthFailed, HostNotFound, HostUnavailable } from '../../src/hosts/host-errors.js';
@@ -211,6 +212,55 @@ describe('GitLabHost against the fake GitLab API over real repositories', () => 
       '# widgets\n\nNow with docs.\n',
     );
     await expect(host.getBlob(token, 'acme', 'widgets', 'f'.repeat(40))).rejects.toBeInstanceOf(HostNotFound);
+  });
+
+  it('rebuilds the tree id of a commit from its root listing, equal to git rev-parse <sha>^{tree}', async () => {
+    const { base, head, mainHead } = world.range;
+    for (const sha of [base, head, mainHead]) {
+      expect(await host.getCommitTree(token, 'acme', 'widgets', sha)).toBe(
+        await gitOut(world.widgets, ['rev-parse', `${sha}^{tree}`]),
+      );
+    }
+    // More than one page of root entries (100 per page), names that sort differently as trees.
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 230; i++) files[`f${String(i).padStart(3, '0')}.txt`] = `${i}\n`;
+    files['a-b'] = 'x\n';
+    files['a/inner.txt'] = 'inner\n';
+    files['a.txt'] = 'y\n';
+    const wide = await world.gadgets.commit(files, { message: 'wide root' });
+    expect(await host.getCommitTree(token, 'acme', 'gadgets', wide)).toBe(
+      await gitOut(world.gadgets, ['rev-parse', `${wide}^{tree}`]),
+    );
+    await expect(host.getCommitTree(token, 'acme', 'widgets', 'f'.repeat(40))).rejects.toBeInstanceOf(
+      HostNotFound,
+    );
+  });
+
+  it('reads a file at a commit through the repository files API, checked against blob_id', async () => {
+    const { base, head } = world.range;
+    const file = await host.getFileAtRef(token, 'acme', 'widgets', 'scripts/run.sh', head);
+    expect(file.content.toString('utf8')).toBe('#!/bin/sh\necho run\n');
+    expect(file.blobSha).toBe(await gitOut(world.widgets, ['rev-parse', `${head}:scripts/run.sh`]));
+    expect((await host.getFileAtRef(token, 'acme', 'widgets', 'assets/logo.bin', base)).content).toHaveLength(
+      13,
+    );
+    await expect(host.getFileAtRef(token, 'acme', 'widgets', 'docs/old.md', head)).rejects.toBeInstanceOf(
+      HostNotFound,
+    );
+  });
+
+  it('refuses corrupted content; a host lying consistently (blob_id of the bad bytes) is not caught here', async () => {
+    const { head } = world.range;
+    world.api.corruptNextContent({ provider: 'gitlab' });
+    await expect(host.getFileAtRef(token, 'acme', 'widgets', 'README.md', head)).rejects.toBeInstanceOf(
+      HostContentMismatch,
+    );
+    world.api.corruptNextContent({ provider: 'gitlab', consistentId: true });
+    const lie = await host.getFileAtRef(token, 'acme', 'widgets', 'README.md', head);
+    expect(lie.content.toString('utf8')).not.toBe('# widgets\n\nNow with docs.\n');
+    const sha = await gitOut(world.widgets, ['rev-parse', `${head}:README.md`]);
+    world.api.corruptNextContent({ provider: 'gitlab' });
+    await expect(host.getBlob(token, 'acme', 'widgets', sha)).rejects.toBeInstanceOf(HostContentMismatch);
   });
 
   it('exchanges a PKCE authorization code, and refreshes the token once it expired', async () => {

@@ -4,7 +4,13 @@ import { createHash } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { computeGitTreeId, EMPTY_TREE_ID, hashSnapshotFile, SnapshotNotHashable } from './git-tree-hash.js';
+import {
+  computeGitTreeId,
+  EMPTY_TREE_ID,
+  gitTreeObjectId,
+  hashSnapshotFile,
+  SnapshotNotHashable,
+} from './git-tree-hash.js';
 
 const GIT_ENV = {
   ...process.env,
@@ -165,5 +171,38 @@ describe('hashSnapshotFile', () => {
     expect(await hashSnapshotFile(path)).toEqual({ mode: '100755', blobId: expected, size: 70_000 });
     await symlink('tool.sh', join(snapshot, 'link'));
     expect(await hashSnapshotFile(join(snapshot, 'link'))).toMatchObject({ mode: '120000', size: 7 });
+  });
+});
+
+describe('gitTreeObjectId', () => {
+  it('builds the tree object git mktree builds: git order (a tree sorts as name/), modes without leading zeros', () => {
+    const blob = 'ce013625030ba8dba906f756967f9e9ca394464a';
+    const other = 'c1b0730e0133447badcfd47fd144e254807b06e1';
+    const tree = '66c31ab1b81cb3c5a77682b67611d2d6984ba73d';
+    const commit = '0123456789abcdef0123456789abcdef01234567';
+    // Listed in a host's order, not git's: `a` (a tree) must land after `a-b` and `a.txt`.
+    const entries = [
+      { mode: '040000', name: 'a', id: tree },
+      { mode: '100644', name: 'a.txt', id: blob },
+      { mode: '100755', name: 'a-b', id: other },
+      { mode: '160000', name: 'sub', id: commit },
+      { mode: '120000', name: 'z', id: other },
+    ];
+    const listing = [
+      `100644 blob ${blob}\ta.txt`,
+      `040000 tree ${tree}\ta`,
+      `100755 blob ${other}\ta-b`,
+      `160000 commit ${commit}\tsub`,
+      `120000 blob ${other}\tz`,
+    ].join('\n');
+    const expected = execFileSync('git', [`--git-dir=${gitDir}`, 'mktree', '--missing'], {
+      env: GIT_ENV,
+      input: `${listing}\n`,
+    })
+      .toString()
+      .trim();
+    expect(gitTreeObjectId(entries)).toBe(expected);
+    expect(gitTreeObjectId([])).toBe(EMPTY_TREE_ID.sha1);
+    expect(() => gitTreeObjectId([{ mode: '100644', name: 'a/b', id: blob }])).toThrow(TypeError);
   });
 });

@@ -90,6 +90,40 @@ export function gitObjectId(
   return createHash(format).update(`${type} ${content.length}\0`).update(content).digest('hex');
 }
 
+/** One entry of a git tree object as a host lists it: mode (`40000` or `040000` for a tree), name, object id. */
+export interface GitTreeObjectEntry {
+  mode: string;
+  name: string;
+  id: string;
+}
+
+/**
+ * Id of the tree object holding exactly `entries` (one directory level), built like git builds it:
+ * entries in bytewise order of their UTF-8 names, a tree's name compared as if it ended in `/`, modes
+ * without leading zeros. For hosts that list a tree's entries but do not give its id (GitLab).
+ */
+export function gitTreeObjectId(entries: readonly GitTreeObjectEntry[], format?: GitObjectFormat): string {
+  const objectFormat = format ?? (entries[0]?.id.length === 64 ? 'sha256' : 'sha1');
+  const idHexLength = objectFormat === 'sha256' ? 64 : 40;
+  const rows = entries.map((entry) => {
+    const mode = entry.mode.replace(/^0+/, '');
+    if (!/^[0-7]+$/.test(mode)) throw new TypeError(`not a git mode: ${JSON.stringify(entry.mode)}`);
+    if (entry.name === '' || entry.name.includes('/') || entry.name.includes('\0')) {
+      throw new TypeError(`not a tree entry name: ${JSON.stringify(entry.name)}`);
+    }
+    if (entry.id.length !== idHexLength || !/^[0-9a-f]+$/i.test(entry.id)) {
+      throw new TypeError(`not a ${objectFormat} object id: ${JSON.stringify(entry.id)}`);
+    }
+    const name = Buffer.from(entry.name, 'utf8');
+    const key = mode === '40000' ? Buffer.concat([name, SLASH]) : name;
+    return { mode, name, key, id: Buffer.from(entry.id, 'hex') };
+  });
+  rows.sort((a, b) => Buffer.compare(a.key, b.key));
+  const parts: Buffer[] = [];
+  for (const row of rows) parts.push(Buffer.from(`${row.mode} `), row.name, NUL, row.id);
+  return gitObjectId('tree', Buffer.concat(parts), objectFormat);
+}
+
 /** Mode and blob id of one file or symlink on disk (content streamed). */
 export async function hashSnapshotFile(
   path: string | Buffer,
