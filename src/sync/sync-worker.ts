@@ -9,7 +9,12 @@ import {
   type OnModuleDestroy,
 } from '@nestjs/common';
 import { DelayedError, type Job, type Queue, UnrecoverableError, Worker } from 'bullmq';
+import { ArchivesRepository } from '../artifacts/archives.repository.js';
+import type { ArtifactStore } from '../artifacts/artifact-store.js';
+import { ARTIFACT_STORE } from '../artifacts/artifact-store.provider.js';
 import { RevisionArchiver } from '../artifacts/revision-archiver.js';
+import { CodeHosts } from '../hosts/code-hosts.js';
+import { CompareDeltaUpdater } from './compare-delta-updater.js';
 import { GRAPH_INDEX, type GraphIndex } from '../graph/graph-index.js';
 import { GraphIndexing } from './graph-indexing.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
@@ -82,6 +87,9 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
     private readonly archiver: RevisionArchiver,
     @Inject(GRAPH_INDEX) private readonly graph: GraphIndex,
     private readonly connectionTokens: ConnectionTokens,
+    private readonly hosts: CodeHosts,
+    private readonly archives: ArchivesRepository,
+    @Inject(ARTIFACT_STORE) private readonly store: ArtifactStore,
   ) {
     const root = resolve(config.sync.workspaceDir);
     this.workspaces = new WorkspaceCache({
@@ -114,6 +122,15 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
       (msg, fields) => this.logger.log(fields ?? {}, msg),
       this.archiver,
       this.graphIndexing,
+      new CompareDeltaUpdater({
+        archives: this.archives,
+        store: this.store,
+        tokens: this.connectionTokens,
+        hosts: this.hosts,
+        cacheDir: resolve(cfg.workspaceDir, 'blob-cache'),
+        concurrency: 8,
+        log: (msg, fields) => this.logger.log(fields ?? {}, msg),
+      }),
     );
     this.slots = new TenantSlots(
       this.redis.client,

@@ -108,6 +108,8 @@ export type CompareDeltaOutcome =
       cacheHits: number;
       /** The proven tree id of the snapshot (that of `toSha`). */
       treeId: string;
+      /** Committer time of `toSha` (the archive's entry times). */
+      commitTime: Date;
       timings: CompareDeltaTimings;
     }
   | {
@@ -206,6 +208,14 @@ export class CompareDeltaStrategy {
       });
       timings.compareMs = performance.now() - phase;
       if (!plan.ok) throw new DeltaFallback(plan.code, plan.reason);
+      const head = comparison.value.commits.find((c) => c.sha === toSha);
+      if (!head?.committer) {
+        throw new DeltaFallback(
+          'DELTA_FAILED',
+          `the comparison does not say when ${short(toSha)} was committed`,
+        );
+      }
+      const commitTime = head.committer.date;
 
       // 2. Restore, while the host says both tree ids.
       // Asked for while the archive unpacks; a run that ends before they are awaited must not leave
@@ -250,6 +260,7 @@ export class CompareDeltaStrategy {
         blobsDownloaded: applied.blobsDownloaded,
         cacheHits: applied.cacheHits,
         treeId: toTree,
+        commitTime,
         timings,
       };
     } catch (error) {

@@ -1,0 +1,94 @@
+/**
+ * The worker's compare-delta step: wires the engine's DeltaUpdating to the previous revision's archive in
+ * the artifact store, the repository's connection token and the code host's API. Only repositories added
+ * through a connection use it (the compare API needs a token with its own budget).
+ */
+import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ArchivesRepository } from '../artifacts/archives.repository.js';
+import type { ArtifactStore } from '../artifacts/artifact-store.js';
+import type { ConnectionTokens } from '../connections/connection-tokens.js';
+import type { CodeHosts } from '../hosts/code-hosts.js';
+import { HostRateLimited } from '../hosts/host-errors.js';
+import { CompareDeltaStrategy } from './delta/compare-delta-strategy.js';
+import { type DeltaUpdating, SyncDeferred } from './engine/branch-synchronizer.js';
+import type { SyncRepository } from './engine/sync-types.js';
+
+export interface CompareDeltaUpdaterOptions {
+  archives: ArchivesRepository;
+  store: ArtifactStore;
+  tokens: ConnectionTokens;
+  hosts: CodeHosts;
+  /** Where each run keeps its content-addressed blob cache (removed when the run ends: blobs rarely repeat). */
+  cacheDir: string;
+  concurrency: number;
+  log: (msg: string, fields?: object) => void;
+}
+
+export class CompareDeltaUpdater implements DeltaUpdating {
+  constructor(private readonly opts: CompareDeltaUpdaterOptions) {}
+
+  async blocker(repository: SyncRepository, fromSha: string): Promise<string | null> {
+    if (repository.provider === 'GIT') return 'a plain git host has no compare API';
+    if (!repository.connectionId) return 'the repository has no connection to use the host API with';
+    const archive = await this.opts.archives.findLive(repository.id, fromSha);
+    return archive ? null : `no archive of ${fromSha.slice(0, 12)} to apply a delta to`;
+  }
+
+  async update(r: { repository: SyncRepository; snapshotDir: string; fromSha: string; toSha: string }) {
+    const { repository } = r;
+    const connectionId = repository.connectionId!;
+    const provider = repository.provider === 'GITHUB' ? 'github' : 'gitlab';
+    const cacheDir = join(this.opts.cacheDir, randomUUID());
+    const strategy = new CompareDeltaStrategy({
+      repositoryId: repository.id,
+      openArchive: async (repositoryId, sha) => {
+        const archive = await this.opts.archives.findLive(repositoryId, sha);
+        return archive ? this.opts.store.open(archive.objectKey) : null;
+      },
+      hostAccess: {
+        host: this.opts.hosts.get(provider),
+        token: async () => (await this.opts.tokens.token(repository.tenantId, connectionId)).token,
+        owner: repository.owner,
+        name: repository.name,
+      },
+      cacheDir,
+      concurrency: this.opts.concurrency,
+      log: this.opts.log,
+    });
+    let outcome;
+    try {
+      outcome = await strategy.run({
+        snapshotDir: r.snapshotDir,
+        fromSha: r.fromSha,
+        toSha: r.toSha,
+        provider,
+      });
+    } catch (e) {
+      if (e instanceof HostRateLimited) {
+        const retryAt = new Date(Date.now() + e.retryAfterMs);
+        throw new SyncDeferred(
+          e.code,
+          `${e.message}; waiting for the host's rate limit until ${retryAt.toISOString()}`,
+          retryAt,
+        );
+      }
+      throw e;
+    } finally {
+      await rm(cacheDir, { recursive: true, force: true });
+    }
+    if (!outcome.ok) return { ok: false as const, code: outcome.code, reason: outcome.reason };
+    const t = outcome.timings;
+    return {
+      ok: true as const,
+      filesChanged: outcome.filesChanged,
+      bytesDownloaded: outcome.bytesDownloaded,
+      commitTime: outcome.commitTime,
+      detail:
+        `compare-delta applied ${outcome.filesChanged} changes (${outcome.bytesDownloaded} bytes downloaded, ` +
+        `${outcome.cacheHits} cached; previous archive ${outcome.archiveBytes} bytes), tree ${outcome.treeId.slice(0, 12)} verified ` +
+        `(compare ${Math.round(t.compareMs)} ms, restore ${Math.round(t.restoreMs)} ms, apply ${Math.round(t.applyMs)} ms, verify ${Math.round(t.verifyBaseMs + t.verifyMs)} ms)`,
+    };
+  }
+}
