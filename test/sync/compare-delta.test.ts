@@ -141,7 +141,7 @@ describe('CompareDeltaStrategy over real commits, the fake GitHub and GitLab, an
 
   function strategy(
     provider: HostApiProvider,
-    opts: { host?: CodeHost; token?: string } = {},
+    opts: { host?: CodeHost; token?: string; verification?: 'listing' | 'full' } = {},
   ): CompareDeltaStrategy {
     const token = opts.token ?? api.issueToken(provider);
     return new CompareDeltaStrategy({
@@ -156,6 +156,10 @@ describe('CompareDeltaStrategy over real commits, the fake GitHub and GitLab, an
       // A fresh cache per run: a cached blob would hide what the host serves.
       cacheDir: join(root, `cache-${randomUUID()}`),
       concurrency: 4,
+      verification: opts.verification ?? 'listing',
+      log: (msg, fields) => {
+        if (process.env.DEBUG_DELTA) console.log(msg, fields);
+      },
     });
   }
 
@@ -163,7 +167,7 @@ describe('CompareDeltaStrategy over real commits, the fake GitHub and GitLab, an
     provider: HostApiProvider,
     fromSha: string,
     toSha: string,
-    opts: { host?: CodeHost; token?: string } = {},
+    opts: { host?: CodeHost; token?: string; verification?: 'listing' | 'full' } = {},
   ): Promise<{ outcome: CompareDeltaOutcome; snapshotDir: string }> {
     const snapshotDir = join(root, `snapshot-${randomUUID()}`);
     const outcome = await strategy(provider, opts).run({ snapshotDir, fromSha, toSha, provider });
@@ -286,6 +290,10 @@ describe('CompareDeltaStrategy over real commits, the fake GitHub and GitLab, an
       expect(outcome.archiveBytes).toBeGreaterThan(0);
       expect(outcome.bytesDownloaded).toBeGreaterThan(0);
       await expectExactSnapshot(snapshotDir, commits.b);
+      // The same proof by re-reading every file.
+      const full = await runDelta(provider, commits.a, commits.b, { verification: 'full' });
+      expect(full.outcome).toMatchObject({ ok: true, treeId: await repo.treeId(commits.b) });
+      await expectExactSnapshot(full.snapshotDir, commits.b);
     });
 
     it('refuses a diverged range (force-push): NOT_FAST_FORWARD', async () => {
@@ -314,18 +322,15 @@ describe('CompareDeltaStrategy over real commits, the fake GitHub and GitLab, an
       expect(outcome).toMatchObject({ ok: false, code: 'ARCHIVE_MISSING', archiveBytes: 0 });
     });
 
-    it('refuses an archive that is not its commit (ARCHIVE_MISMATCH) before downloading anything', async () => {
+    it('refuses an archive that is not its commit (ARCHIVE_MISMATCH) before applying anything', async () => {
       // The archive stored for a fresh commit X holds A's files.
       const x = await repo.commitOnto(commits.c, { [`x-${provider}.txt`]: 'x\n' });
       await archive(commits.a, x);
       const y = await repo.commitOnto(x, { 'y.txt': 'y\n' });
-      const token = api.issueToken(provider);
-      const { outcome } = await runDelta(provider, x, y, { token });
+      const { outcome, snapshotDir } = await runDelta(provider, x, y);
       expect(outcome).toMatchObject({ ok: false, code: 'ARCHIVE_MISMATCH' });
-      const downloads = api
-        .requestsWith(token)
-        .filter((request) => /\/(git\/blobs|blobs|files)\//.test(request.path));
-      expect(downloads).toEqual([]);
+      // Downloads may have started beside the restore; nothing was written on top of the bad base.
+      expect(await readdir(snapshotDir)).not.toContain('y.txt');
     });
 
     it('propagates a rate limit (HostRateLimited) instead of falling back', async () => {
@@ -406,6 +411,9 @@ describe('CompareDeltaStrategy over real commits, the fake GitHub and GitLab, an
     api.corruptNextContent({ provider: 'gitlab', consistentId: true });
     const { outcome } = await runDelta('gitlab', commits.a, commits.b);
     expect(outcome).toMatchObject({ ok: false, code: 'DELTA_VERIFICATION_FAILED' });
+    api.corruptNextContent({ provider: 'gitlab', consistentId: true });
+    const full = await runDelta('gitlab', commits.a, commits.b, { verification: 'full' });
+    expect(full.outcome).toMatchObject({ ok: false, code: 'DELTA_VERIFICATION_FAILED' });
   });
 
   it('refuses an archive with an entry escaping the snapshot or written through a symlink: ARCHIVE_INVALID', async () => {
