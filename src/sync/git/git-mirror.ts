@@ -371,13 +371,17 @@ export class GitMirror {
   /** Committer date of a commit (archives use it as every entry's mtime, as `git archive` does). */
   async commitTime(gitDir: string, sha: string): Promise<Date> {
     assertObjectId(sha);
+    // The raw commit object only: `git show` may look for other objects (a mailmap), and in a partial
+    // clone a missing one would be fetched from the remote, which this local command has no credentials for.
     const { stdout } = await this.runner.run(
-      ['--git-dir', gitDir, 'show', '-s', '--format=%ct', sha],
+      ['--git-dir', gitDir, 'cat-file', 'commit', sha],
       this.localOptions(),
     );
-    const seconds = Number(stdout.trim());
+    const header = stdout.slice(0, stdout.indexOf('\n\n') >= 0 ? stdout.indexOf('\n\n') : undefined);
+    const committer = header.split('\n').find((line) => line.startsWith('committer '));
+    const seconds = Number(/ (\d+) [+-]\d{4}$/.exec(committer ?? '')?.[1]);
     if (!Number.isSafeInteger(seconds))
-      throw new GitCommandFailedError(`git show: no commit time for ${sha}`);
+      throw new GitCommandFailedError(`git cat-file: no committer time in commit ${sha}`);
     return new Date(seconds * 1000);
   }
 
