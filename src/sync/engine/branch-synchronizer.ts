@@ -385,6 +385,10 @@ export class BranchSynchronizer {
     if (!delta || !branch.syncedSha) return {};
     if (repo.syncStrategy === 'FULL' || repo.syncStrategy === 'FETCH') return {};
     if (repo.syncStrategy === 'AUTO' && hasClone) return {};
+    if (repo.syncStrategy === 'AUTO' && this.graph?.enabled) {
+      // The graph index reads history from a clone; a delta brings none, so AUTO keeps cloning.
+      return { reason: 'compare-delta not used: the graph index needs the history a clone brings' };
+    }
     const fromSha = branch.syncedSha;
     const blocker = await delta.blocker(repo, fromSha);
     if (blocker !== null) return { reason: `compare-delta not used: ${blocker}` };
@@ -419,7 +423,7 @@ export class BranchSynchronizer {
           toSha,
           bytesFetched: result.bytesDownloaded,
           filesChanged: result.filesChanged,
-          // Indexing needs the commits' history: the graph catches up once a worker holds a clone.
+          // Only COMPARE gets here with the graph on: it catches up once a worker holds a clone.
           graph: { status: this.graph?.enabled ? 'pending' : 'disabled', commits: 0, indexedSha: null },
         },
         sha: toSha,
