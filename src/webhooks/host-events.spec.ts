@@ -51,9 +51,15 @@ describe('githubEvent', () => {
       branch: 'dev',
     });
     expect(githubEvent('create', create)).toMatchObject({ kind: 'recorded' });
-    for (const name of ['ping', 'installation', 'installation_repositories', 'pull_request']) {
+    for (const name of ['ping', 'installation_repositories', 'pull_request']) {
       expect(githubEvent(name, example(name)).kind).toBe('recorded');
     }
+    const installation = example('installation') as { action: string; installation: { id: number } };
+    expect(githubEvent('installation', installation)).toMatchObject({
+      kind: 'installation',
+      installationId: String(installation.installation.id),
+      action: installation.action,
+    });
     expect(githubEvent('star', {}).kind).toBe('ignored');
   });
 
