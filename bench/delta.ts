@@ -36,6 +36,7 @@ import { GitRunner } from '../src/sync/git/git-runner.js';
 import { deleteKeysWithPrefix } from '../test/support/redis-keys.js';
 import { GitFixtureServer, runFixtureGit } from '../test/fixtures/git-server.js';
 import { HostApiServer, type HostApiProvider } from '../test/fixtures/host-api-server.js';
+import { positiveOption } from './bench-options.js';
 
 interface Options {
   files: number;
@@ -74,11 +75,7 @@ function parseOptions(): Options {
       redis: { type: 'string', default: 'redis://127.0.0.1:6379' },
     },
   });
-  const positive = (name: string, raw: string): number => {
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got ${raw}`);
-    return n;
-  };
+  const positive = positiveOption;
   return {
     files: positive('files', values.files),
     commits: positive('commits', values.commits),

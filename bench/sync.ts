@@ -29,6 +29,7 @@ import { startWorker } from '../src/worker.js';
 import { deleteKeysWithPrefix } from '../test/support/redis-keys.js';
 import { createBenchDatabase } from './bench-database.js';
 import { type FixtureRepository, GitFixtureServer, runFixtureGit } from '../test/fixtures/git-server.js';
+import { positiveOption } from './bench-options.js';
 
 interface Options {
   files: number;
@@ -71,11 +72,7 @@ function parseOptions(): Options {
       redis: { type: 'string', default: 'redis://127.0.0.1:6379' },
     },
   });
-  const positive = (name: string, raw: string): number => {
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got ${raw}`);
-    return n;
-  };
+  const positive = positiveOption;
   return {
     files: positive('files', values.files),
     commits: positive('commits', values.commits),
