@@ -37,8 +37,15 @@ export class HostWebhooks {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  /** Creates the repository's webhook on its host. */
-  async install(tenantId: string, repo: HookTarget): Promise<HookSetup> {
+  /**
+   * Creates the repository's webhook on its host. `storeSecret` runs before the host is asked: hosts
+   * deliver a ping (and soon pushes) at once, and those must find the secret already stored.
+   */
+  async install(
+    tenantId: string,
+    repo: HookTarget,
+    storeSecret: (secretEncrypted: string) => Promise<void>,
+  ): Promise<HookSetup> {
     const connection = await this.connections.get(tenantId, repo.connectionId);
     if (connection?.kind === 'APP_INSTALLATION') {
       return {
@@ -47,6 +54,8 @@ export class HostWebhooks {
       };
     }
     const secret = randomBytes(32).toString('base64url');
+    const secretEncrypted = this.secrets.encrypt(secret, webhookSecretContext(repo.id));
+    await storeSecret(secretEncrypted);
     try {
       const { provider, token } = await this.tokens.token(tenantId, repo.connectionId);
       const webhookId = await this.hosts.get(provider).createWebhook(token, repo.owner, repo.name, {
@@ -55,11 +64,7 @@ export class HostWebhooks {
         events: ['push', 'tag_push'],
       });
       this.logger.log({ tenantId, repositoryId: repo.id, webhookId }, 'host webhook created');
-      return {
-        status: 'created',
-        webhookId,
-        secretEncrypted: this.secrets.encrypt(secret, webhookSecretContext(repo.id)),
-      };
+      return { status: 'created', webhookId, secretEncrypted };
     } catch (e) {
       const error = `the webhook could not be created (${describe(e)}); changes are found by polling until it exists`;
       this.logger.warn({ tenantId, repositoryId: repo.id, err: describe(e) }, 'host webhook not created');

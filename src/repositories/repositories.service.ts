@@ -76,12 +76,16 @@ export class RepositoriesService {
     );
     this.logger.log({ tenantId, repositoryId: id, host: location.host }, 'repository added');
     if (input.connectionId) {
-      const hook = await this.hostWebhooks.install(tenantId, {
-        id,
-        owner: location.owner,
-        name: location.name,
-        connectionId: input.connectionId,
-      });
+      const hook = await this.hostWebhooks.install(
+        tenantId,
+        { id, owner: location.owner, name: location.name, connectionId: input.connectionId },
+        (secretEncrypted) =>
+          this.repositories.setWebhook(tenantId, id, {
+            webhookId: null,
+            webhookSecretEncrypted: secretEncrypted,
+            webhookError: null,
+          }),
+      );
       await this.repositories.setWebhook(tenantId, id, {
         webhookId: hook.status === 'created' ? hook.webhookId : null,
         webhookSecretEncrypted: hook.status === 'created' ? hook.secretEncrypted : null,

@@ -159,6 +159,11 @@ export class WebhooksService {
       const target = found?.target;
       // Plain git hosts (Gitea, Forgejo, self-hosted) speak either format; their secret authenticates them.
       if (!target || (target.provider !== provider && target.provider !== 'GIT')) return 'unknown';
+      if (target.secret === null && found?.cached) {
+        // A secret may have been set since (hosts ping a new webhook at once): look again before refusing.
+        found = await this.targets.get(repositoryId, true);
+        continue;
+      }
       if (target.secret === null) {
         this.counters.rejected(provider.toLowerCase(), 'no_secret');
         throw new Unauthenticated(

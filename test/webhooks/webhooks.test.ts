@@ -233,6 +233,27 @@ describe('webhooks (signed real payloads over HTTP, real sync)', () => {
     await h.waitForBranch(r.id, 'main', next);
   });
 
+  it('accepts the first delivery signed with a secret set just after a delivery found none', async () => {
+    const r = await trackedRepository('gh-late-secret');
+    await h.db.query('UPDATE "Repository" SET "webhookSecretEncrypted" = NULL WHERE "id" = $1', [r.id]);
+    const body = JSON.stringify(githubPush('any/gh-late-secret', 'main', r.first, r.first));
+    const post = async (secret: string) =>
+      (
+        await postGithub(r.id, body, {
+          'x-github-event': 'push',
+          'x-github-delivery': randomUUID(),
+          'x-hub-signature-256': await githubSignature(secret, body),
+        })
+      ).status;
+    expect(await post(r.secret)).toBe(401); // no secret yet: refused (and remembered briefly)
+    // The secret is stored (by the webhook auto-setup, in any API process), then the host delivers.
+    await h.db.query('UPDATE "Repository" SET "webhookSecretEncrypted" = $2 WHERE "id" = $1', [
+      r.id,
+      h.api.app.get(SecretBox).encrypt(r.secret, webhookSecretContext(r.id)),
+    ]);
+    expect(await post(r.secret)).toBe(202);
+  });
+
   it('takes a webhook secret rotated by another API process at once, and refuses the old one after it', async () => {
     const r = await trackedRepository('gh-rotate');
     const next = await r.remote.commit({ 'README.md': 'rotated\n' });
