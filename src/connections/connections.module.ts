@@ -20,6 +20,6 @@ export class ConnectionsModule {}
 @Module({
   imports: [HostsModule],
   providers: [ConnectionsRepository, ConnectionTokens],
-  exports: [ConnectionTokens, HostsModule],
+  exports: [ConnectionTokens, ConnectionsRepository, HostsModule],
 })
 export class ConnectionTokensModule {}

@@ -189,13 +189,6 @@ export class ConnectionsRepository {
     return count;
   }
 
-  async deleteInstallation(installationId: string): Promise<number> {
-    const { count } = await this.prisma.connection.deleteMany({
-      where: { kind: 'APP_INSTALLATION', provider: 'GITHUB', installationId },
-    });
-    return count;
-  }
-
   /** Ids of the tenant's repositories at these `owner/name` paths of a host, keyed by lower-cased path. */
   async trackedRepositories(
     tenantId: string,
@@ -233,7 +226,7 @@ export class ConnectionsRepository {
     return rows[0] ?? null;
   }
 
-  /** Removes states that expired more than a day ago. */
+  /** Removes OAuth states that expired more than a day ago (used or not). */
   async pruneStates(): Promise<number> {
     const { count } = await this.prisma.oAuthState.deleteMany({
       where: { expiresAt: { lt: new Date(Date.now() - 24 * 3600 * 1000) } },

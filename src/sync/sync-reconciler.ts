@@ -13,6 +13,7 @@ import { PeriodicTask, errorMessage } from './periodic-task.js';
 import { QueueSyncDispatcher } from './queue/queue-sync-dispatcher.js';
 import { SYNC_QUEUE, syncBranchJobId } from './queue/sync-jobs.js';
 import { SyncStateRepository } from './sync-state.repository.js';
+import { ConnectionsRepository } from '../connections/connections.repository.js';
 
 const BATCH = 500;
 /** Job states in which a job will still run (or is running) by itself. */
@@ -41,6 +42,7 @@ export class SyncReconciler implements OnApplicationBootstrap, OnModuleDestroy {
     private readonly dispatcher: QueueSyncDispatcher,
     @InjectQueue(SYNC_QUEUE) private readonly queue: Queue,
     private readonly archiver: RevisionArchiver,
+    private readonly connections: ConnectionsRepository,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -70,6 +72,7 @@ export class SyncReconciler implements OnApplicationBootstrap, OnModuleDestroy {
     }
     if (allQueued) await this.state.markDeliveriesEnqueued(deliveries);
     await this.state.pruneDeliveries(this.config.webhooks.retentionDays);
+    await this.connections.pruneStates();
     await this.archiver.retryPendingDeletions();
     const waiting = await this.state.repositoriesAwaitingOnboarding(
       this.config.sync.reconcileIntervalMs,

@@ -412,6 +412,23 @@ describe('connections: OAuth onboarding, host webhooks, token refresh and isolat
   });
 
   // Runs last: covers every token and secret the fake hosts issued over the whole file.
+  it('the reconciler removes OAuth states that expired more than a day ago, and keeps the others', async () => {
+    const { rows: tenants } = await world.h.db.query<{ id: string }>('SELECT "id" FROM "Tenant" LIMIT 1');
+    const insert = (hash: string, expiresAt: Date) =>
+      world.h.db.query(
+        `INSERT INTO "OAuthState" ("id", "stateHash", "tenantId", "provider", "expiresAt")
+         VALUES (gen_random_uuid(), $1, $2, 'GITHUB', $3)`,
+        [hash, tenants[0]!.id, expiresAt],
+      );
+    await insert('stale-state-hash', new Date(Date.now() - 2 * 24 * 3600 * 1000));
+    await insert('recent-state-hash', new Date(Date.now() - 3600 * 1000));
+    await world.h.reconcile();
+    const { rows } = await world.h.db.query<{ stateHash: string }>(
+      `SELECT "stateHash" FROM "OAuthState" WHERE "stateHash" IN ('stale-state-hash', 'recent-state-hash')`,
+    );
+    expect(rows.map((r) => r.stateHash)).toEqual(['recent-state-hash']);
+  });
+
   it('no token or webhook secret was stored or logged in the clear; the fake hosts saw valid requests only', async () => {
     for (const s of world.api.issuedSecrets()) secrets.add(s.token);
     expect(secrets.size).toBeGreaterThanOrEqual(8);
