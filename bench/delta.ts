@@ -36,7 +36,10 @@ import { GitRunner } from '../src/sync/git/git-runner.js';
 import { deleteKeysWithPrefix } from '../test/support/redis-keys.js';
 import { GitFixtureServer, runFixtureGit } from '../test/fixtures/git-server.js';
 import { HostApiServer, type HostApiProvider } from '../test/fixtures/host-api-server.js';
-import { positiveOption } from './bench-options.js';
+import { formatBytes, formatMs, median, positiveOption, table } from './bench-report.js';
+
+/** Whole milliseconds: the delta's phases are long enough. */
+const msText = (value: number): string => formatMs(value, 0);
 
 interface Options {
   files: number;
@@ -129,35 +132,6 @@ function settleDisk(): void {
   spawnSync('sync');
 }
 
-function formatMs(ms: number): string {
-  return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`;
-}
-
-function formatBytes(bytes: number): string {
-  if (bytes >= 1024 * 1024) return `${(bytes / 1024 / 1024).toFixed(2)} MiB`;
-  if (bytes >= 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
-  return `${bytes} B`;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows
-    .map((r) =>
-      r
-        .map((cell, i) =>
-          i === 0 || i === r.length - 1 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!),
-        )
-        .join('  '),
-    )
-    .join('\n');
-}
-
 async function main(): Promise<void> {
   const opts = parseOptions();
   const work = await mkdtemp(join(tmpdir(), 'reposync-bench-delta-'));
@@ -192,7 +166,7 @@ async function main(): Promise<void> {
     console.log(
       `fixture: ${opts.files} files, ${opts.commits + 2} commits, one commit changing ${opts.changed} files, ` +
         `delta proof: ${opts.verification} ` +
-        `(${formatMs(performance.now() - t)})`,
+        `(${msText(performance.now() - t)})`,
     );
 
     // The engine's git side, and the archive of the previous revision made from its snapshot.
@@ -215,7 +189,7 @@ async function main(): Promise<void> {
       contentType: TARBALL_CONTENT_TYPE,
     });
     console.log(
-      `archive of the previous revision: ${formatBytes(stored.size)} (${formatMs(performance.now() - t)})`,
+      `archive of the previous revision: ${formatBytes(stored.size)} (${msText(performance.now() - t)})`,
     );
     const { stdout: toTree } = await runFixtureGit(['rev-parse', `${to}^{tree}`], { gitDir: repo.bareDir });
 
@@ -311,7 +285,7 @@ async function main(): Promise<void> {
         ...order.slice(0, (round - 1) % order.length),
       ];
       for (const key of rotated) results[key].push(await steps[key]());
-      const last = (key: keyof typeof results): string => formatMs(results[key].at(-1)!.ms);
+      const last = (key: keyof typeof results): string => msText(results[key].at(-1)!.ms);
       console.log(
         `round ${round} (${rotated.join(', ')}): delta GitHub ${last('github')}, delta GitLab ${last('gitlab')}, ` +
           `blobless clone + checkout ${last('blobless')}, full clone ${last('full')}`,
@@ -337,7 +311,7 @@ async function main(): Promise<void> {
       const archive = med(key, (m) => m.archiveBytes);
       rows.push([
         `compare-delta (${key === 'github' ? 'GitHub' : 'GitLab'})`,
-        formatMs(med(key, (m) => m.ms)),
+        msText(med(key, (m) => m.ms)),
         formatBytes(api),
         formatBytes(archive),
         formatBytes(api + archive),
@@ -348,7 +322,7 @@ async function main(): Promise<void> {
     }
     rows.push([
       'blobless clone + checkout',
-      formatMs(med('blobless', (m) => m.ms)),
+      msText(med('blobless', (m) => m.ms)),
       '',
       '',
       '',
@@ -358,7 +332,7 @@ async function main(): Promise<void> {
     ]);
     rows.push([
       'full git clone',
-      formatMs(med('full', (m) => m.ms)),
+      msText(med('full', (m) => m.ms)),
       '',
       '',
       '',
@@ -367,7 +341,7 @@ async function main(): Promise<void> {
       'git HTTP requests',
     ]);
     console.log('');
-    console.log(table(rows));
+    console.log(table(rows, { lastIsText: true, rule: false }));
     console.log('');
     for (const key of ['github', 'gitlab'] as const) {
       const ms = med(key, (m) => m.ms);
@@ -387,7 +361,7 @@ async function main(): Promise<void> {
         );
       }
       const phases = results[key].map((m) => m.timings!);
-      const phase = (name: keyof CompareDeltaTimings): string => formatMs(median(phases.map((p) => p[name])));
+      const phase = (name: keyof CompareDeltaTimings): string => msText(median(phases.map((p) => p[name])));
       console.log(
         `  ${label} delta phases (median): compare ${phase('compareMs')}, restore ${phase('restoreMs')}, ` +
           `verify base ${phase('verifyBaseMs')}, download + apply ${phase('applyMs')}, verify ${phase('verifyMs')}`,

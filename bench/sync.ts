@@ -13,12 +13,10 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { INestApplicationContext } from '@nestjs/common';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
@@ -29,7 +27,7 @@ import { startWorker } from '../src/worker.js';
 import { deleteKeysWithPrefix } from '../test/support/redis-keys.js';
 import { createBenchDatabase } from './bench-database.js';
 import { type FixtureRepository, GitFixtureServer, runFixtureGit } from '../test/fixtures/git-server.js';
-import { positiveOption } from './bench-options.js';
+import { formatBytes, formatMs, median, positiveOption, projectRoot, table } from './bench-report.js';
 
 interface Options {
   files: number;
@@ -83,17 +81,6 @@ function parseOptions(): Options {
   };
 }
 
-/** The directory holding package.json and scripts/ (this file runs from bench/dist/bench/). */
-function projectRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'scripts', 'prisma.mjs'))) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error('cannot find the project root (scripts/prisma.mjs)');
-    dir = parent;
-  }
-  return dir;
-}
-
 async function packBytes(gitDir: string): Promise<Map<string, number>> {
   const dir = join(gitDir, 'objects', 'pack');
   const sizes = new Map<string, number>();
@@ -113,36 +100,6 @@ function totalBytes(sizes: Map<string, number>): number {
   let total = 0;
   for (const size of sizes.values()) total += size;
   return total;
-}
-
-function formatMs(ms: number): string {
-  return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`;
-}
-
-function formatBytes(bytes: number): string {
-  if (bytes >= 1024 * 1024) return `${(bytes / 1024 / 1024).toFixed(2)} MiB`;
-  if (bytes >= 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
-  return `${bytes} B`;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows
-    .map((r, ri) => {
-      // Text columns (first and last) to the left, figures to the right.
-      const line = r.map((cell, i) =>
-        i === 0 || i === r.length - 1 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!),
-      );
-      const text = line.join('  ').trimEnd();
-      return ri === 0 ? `${text}\n${widths.map((w) => '-'.repeat(w)).join('  ')}` : text;
-    })
-    .join('\n');
 }
 
 /** The service (API + worker in this process) as a client sees it, plus SQL access to what it records. */
@@ -373,49 +330,52 @@ async function main(): Promise<void> {
     const cBytes = median(bare.map((m) => m.bytes));
     console.log('');
     console.log(
-      table([
-        ['step', 'time', 'engine run', 'bytes fetched', 'pack bytes stored', 'how'],
+      table(
         [
-          '(a) first sync, engine',
-          formatMs(first.ms),
-          formatMs(firstRun.durationMs),
-          formatBytes(first.bytes),
-          formatBytes(first.storedBytes!),
-          'API -> onboard -> blobless clone -> snapshot -> archive',
+          ['step', 'time', 'engine run', 'bytes fetched', 'pack bytes stored', 'how'],
+          [
+            '(a) first sync, engine',
+            formatMs(first.ms),
+            formatMs(firstRun.durationMs),
+            formatBytes(first.bytes),
+            formatBytes(first.storedBytes!),
+            'API -> onboard -> blobless clone -> snapshot -> archive',
+          ],
+          [
+            '    plain git clone --bare',
+            formatMs(plainClone.ms),
+            '',
+            formatBytes(plainClone.bytes),
+            formatBytes(plainClone.bytes),
+            'full clone, no checkout',
+          ],
+          [
+            `(b) incremental, engine (median of ${options.rounds})`,
+            formatMs(bMs),
+            formatMs(bRunMs),
+            formatBytes(bBytes),
+            formatBytes(bStored),
+            'API -> queue -> fetch -> snapshot update -> archive',
+          ],
+          [
+            `(c) git fetch, plain clone (median of ${options.rounds})`,
+            formatMs(cMs),
+            '',
+            formatBytes(cBytes),
+            formatBytes(cBytes),
+            'one fetch of the same commit',
+          ],
+          [
+            'ratio (b)/(c)',
+            `${(bMs / cMs).toFixed(1)}x`,
+            `${(bRunMs / cMs).toFixed(1)}x`,
+            `${(bBytes / cBytes).toFixed(2)}x`,
+            `${(bStored / cBytes).toFixed(2)}x`,
+            '',
+          ],
         ],
-        [
-          '    plain git clone --bare',
-          formatMs(plainClone.ms),
-          '',
-          formatBytes(plainClone.bytes),
-          formatBytes(plainClone.bytes),
-          'full clone, no checkout',
-        ],
-        [
-          `(b) incremental, engine (median of ${options.rounds})`,
-          formatMs(bMs),
-          formatMs(bRunMs),
-          formatBytes(bBytes),
-          formatBytes(bStored),
-          'API -> queue -> fetch -> snapshot update -> archive',
-        ],
-        [
-          `(c) git fetch, plain clone (median of ${options.rounds})`,
-          formatMs(cMs),
-          '',
-          formatBytes(cBytes),
-          formatBytes(cBytes),
-          'one fetch of the same commit',
-        ],
-        [
-          'ratio (b)/(c)',
-          `${(bMs / cMs).toFixed(1)}x`,
-          `${(bRunMs / cMs).toFixed(1)}x`,
-          `${(bBytes / cBytes).toFixed(2)}x`,
-          `${(bStored / cBytes).toFixed(2)}x`,
-          '',
-        ],
-      ]),
+        { lastIsText: true, rule: true },
+      ),
     );
     console.log(
       '\ntime: wall clock from the API call until Postgres shows SYNCED at the commit (engine) or until git ' +

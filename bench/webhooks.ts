@@ -14,12 +14,10 @@
  * `bench-webhooks-<pid>`; nothing else is touched. No worker runs: jobs wait in Redis and are deleted.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import Fastify from 'fastify';
@@ -29,6 +27,7 @@ import { loadConfig } from '../src/config/app-config.js';
 import { deleteKeysWithPrefix } from '../test/support/redis-keys.js';
 import { githubPush, githubSignature } from '../test/support/webhook-payloads.js';
 import { createBenchDatabase } from './bench-database.js';
+import { projectRoot, table } from './bench-report.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 type LogLevel = (typeof LOG_LEVELS)[number];
@@ -101,17 +100,6 @@ function parseOptions(): Options {
  * to stderr, so that `> /dev/null` drops the request log and keeps the report.
  */
 let report: (line: string) => void = (line) => console.log(line);
-
-/** The directory holding package.json and scripts/ (this file runs from bench/dist/bench/). */
-function projectRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'scripts', 'prisma.mjs'))) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error('cannot find the project root (scripts/prisma.mjs)');
-    dir = parent;
-  }
-  return dir;
-}
 
 async function call<T>(
   baseUrl: string,
@@ -276,18 +264,6 @@ async function fire(
   };
 }
 
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows
-    .map((r, ri) => {
-      const line = r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)));
-      return ri === 0
-        ? `${line.join('  ')}\n${widths.map((w) => '-'.repeat(w)).join('  ')}`
-        : line.join('  ');
-    })
-    .join('\n');
-}
-
 async function main(): Promise<void> {
   const options = parseOptions();
   if (['info', 'debug', 'trace'].includes(options.logLevel)) report = (line) => console.error(line);
@@ -420,37 +396,40 @@ async function main(): Promise<void> {
     const fmt = (n: number) => n.toFixed(n >= 100 ? 0 : 1);
     report('');
     report(
-      table([
+      table(
         [
-          'target',
-          'time s',
-          'req/s',
-          'p50 ms',
-          'p99 ms',
-          'max ms',
-          'requests',
-          '2xx',
-          'other',
-          'errors',
-          'loop busy',
+          [
+            'target',
+            'time s',
+            'req/s',
+            'p50 ms',
+            'p99 ms',
+            'max ms',
+            'requests',
+            '2xx',
+            'other',
+            'errors',
+            'loop busy',
+          ],
+          ...results.map((f) => [
+            f.name,
+            f.seconds.toFixed(1),
+            fmt(f.rps),
+            fmt(f.p50),
+            fmt(f.p99),
+            fmt(f.max),
+            String(f.requests),
+            String(f.ok),
+            Object.entries(f.status)
+              .filter(([code]) => !code.startsWith('2'))
+              .map(([code, n]) => `${code}x${n}`)
+              .join(' ') || '0',
+            String(f.errors + f.timeouts),
+            options.workers ? `${Math.round(f.elu * 100)} %` : 'n/a',
+          ]),
         ],
-        ...results.map((f) => [
-          f.name,
-          f.seconds.toFixed(1),
-          fmt(f.rps),
-          fmt(f.p50),
-          fmt(f.p99),
-          fmt(f.max),
-          String(f.requests),
-          String(f.ok),
-          Object.entries(f.status)
-            .filter(([code]) => !code.startsWith('2'))
-            .map(([code, n]) => `${code}x${n}`)
-            .join(' ') || '0',
-          String(f.errors + f.timeouts),
-          options.workers ? `${Math.round(f.elu * 100)} %` : 'n/a',
-        ]),
-      ]),
+        { lastIsText: false, rule: true },
+      ),
     );
     const service = results[1]!;
     const met = service.rps >= TARGET_RPS && service.p99 < TARGET_P99_MS;
