@@ -5,8 +5,8 @@ import type { INestApplicationContext } from '@nestjs/common';
 import pg from 'pg';
 import { SyncReconciler } from '../../src/sync/sync-reconciler.js';
 import { startWorker } from '../../src/worker.js';
-import { GitFixtureServer } from '../fixtures/git-server.js';
-import { ApiHarness } from './api-harness.js';
+import { type FixtureRepository, GitFixtureServer } from '../fixtures/git-server.js';
+import { ApiHarness, type TestTenant } from './api-harness.js';
 
 export interface RunRow {
   id: string;
@@ -90,6 +90,26 @@ export class SyncHarness {
       [branchId],
     );
     return rows;
+  }
+
+  /**
+   * A new fixture repository with one commit on main, added by URL for `tenant` (main tracked) and waited
+   * for until SYNCED at that commit.
+   */
+  async trackRepository(
+    tenant: TestTenant,
+    name: string,
+  ): Promise<{ remote: FixtureRepository; id: string; branchId: string; first: string }> {
+    const remote = await this.git.createRepository(name);
+    const first = await remote.commit({ 'README.md': `# ${name}\n` });
+    const res = await this.api.request<{ id: string }>('POST', '/repositories', {
+      token: tenant.apiKey,
+      body: { url: remote.url, branches: ['main'] },
+    });
+    if (res.status !== 201)
+      throw new Error(`adding ${name} failed: ${res.status} ${JSON.stringify(res.body)}`);
+    const branch = await this.waitForBranch(res.body.id, 'main', first);
+    return { remote, id: res.body.id, branchId: branch.id, first };
   }
 
   /** Polls until `check` returns a value (not undefined), or fails after `timeoutMs`. */

@@ -31,17 +31,7 @@ describe('polling fallback (worker poller against the git fixture server)', () =
     await h.stop();
   });
 
-  async function trackedRepository(name: string) {
-    const remote = await h.git.createRepository(name);
-    const first = await remote.commit({ 'README.md': `# ${name}\n` });
-    const res = await h.api.request<{ id: string }>('POST', '/repositories', {
-      token: tenant.apiKey,
-      body: { url: remote.url, branches: ['main'] },
-    });
-    expect(res.status).toBe(201);
-    const branch = await h.waitForBranch(res.body.id, 'main', first);
-    return { remote, id: res.body.id, branchId: branch.id, first };
-  }
+  const trackedRepository = (name: string) => h.trackRepository(tenant, name);
 
   async function pollState(branchId: string): Promise<PollState> {
     const { rows } = await h.db.query<PollState>(

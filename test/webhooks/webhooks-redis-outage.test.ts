@@ -172,20 +172,12 @@ describe('webhooks while Redis is down (private redis-server)', () => {
   }
 
   it('answers every delivery at once, records it, and syncs once when Redis is back', async () => {
-    const remote = await h.git.createRepository('outage');
-    const first = await remote.commit({ 'README.md': '# outage\n' });
-    const created = await h.api.request<{ id: string }>('POST', '/repositories', {
-      token: tenant.apiKey,
-      body: { url: remote.url, branches: ['main'] },
-    });
-    expect(created.status).toBe(201);
-    const repositoryId = created.body.id;
-    const branch = await h.waitForBranch(repositoryId, 'main', first);
+    const { remote, id: repositoryId, branchId, first } = await h.trackRepository(tenant, 'outage');
     const setup = await h.api.request<{ secret: string }>('POST', `/repositories/${repositoryId}/webhook`, {
       token: tenant.apiKey,
     });
     expect(setup.status).toBe(201);
-    const runsBefore = (await h.runs(branch.id)).length;
+    const runsBefore = (await h.runs(branchId)).length;
 
     const pushed = await remote.commit({ 'README.md': 'pushed during the outage\n' });
     // One body (one signature) for every delivery: only the delivery id header differs.
@@ -234,7 +226,7 @@ describe('webhooks while Redis is down (private redis-server)', () => {
     );
     // Let any duplicate job (an enqueue left in the client's offline queue, the reconciler) show up.
     await new Promise((r) => setTimeout(r, 2000));
-    const runs = (await h.runs(branch.id)).slice(runsBefore);
+    const runs = (await h.runs(branchId)).slice(runsBefore);
     expect(runs.filter((run) => run.status === 'SUCCEEDED' && run.toSha === pushed)).toHaveLength(1);
     expect(runs.length).toBeGreaterThanOrEqual(1);
     expect(runs.length).toBeLessThanOrEqual(2);

@@ -25,20 +25,13 @@ describe('webhooks (signed real payloads over HTTP, real sync)', () => {
   });
 
   async function trackedRepository(name: string) {
-    const remote = await h.git.createRepository(name);
-    const first = await remote.commit({ 'README.md': `# ${name}\n` });
-    const res = await h.api.request<{ id: string }>('POST', '/repositories', {
-      token: tenant.apiKey,
-      body: { url: remote.url, branches: ['main'] },
-    });
-    expect(res.status).toBe(201);
-    const branch = await h.waitForBranch(res.body.id, 'main', first);
-    const setup = await h.api.request<Setup>('POST', `/repositories/${res.body.id}/webhook`, {
+    const tracked = await h.trackRepository(tenant, name);
+    const setup = await h.api.request<Setup>('POST', `/repositories/${tracked.id}/webhook`, {
       token: tenant.apiKey,
     });
     expect(setup.status).toBe(201);
-    expect(setup.body.url).toBe(`https://reposync.example.com/webhooks/github?repository=${res.body.id}`);
-    return { remote, id: res.body.id, branchId: branch.id, first, secret: setup.body.secret };
+    expect(setup.body.url).toBe(`https://reposync.example.com/webhooks/github?repository=${tracked.id}`);
+    return { ...tracked, secret: setup.body.secret };
   }
 
   async function postGithub(
