@@ -8,6 +8,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { DomainError } from '../common/errors.js';
 import { SecretBox } from '../common/secret-box.js';
+import { GIT_TOKEN_USERNAME } from '../hosts/code-host.js';
 import { CodeHosts } from '../hosts/code-hosts.js';
 import { HostAuthFailed, type HostProvider } from '../hosts/host-errors.js';
 import { ConnectionsRepository } from './connections.repository.js';
@@ -53,15 +54,18 @@ export class ConnectionTokens {
     if (!connection) throw new ConnectionUnusable(connectionId, 'it was deleted; pick another connection');
     const provider = hostProviderOf(connection.provider);
     if (connection.kind === 'APP_INSTALLATION') {
-      return { provider, token: await this.installationToken(connection), gitUsername: 'x-access-token' };
+      return {
+        provider,
+        token: await this.installationToken(connection),
+        gitUsername: GIT_TOKEN_USERNAME.github,
+      };
     }
-    const gitUsername = provider === 'github' ? 'x-access-token' : 'oauth2';
     const fresh = this.expiresSoon(connection) ? await this.renew(connection) : connection;
     if (!fresh.accessTokenEncrypted) throw new ConnectionUnusable(connectionId, 'it holds no access token');
     return {
       provider,
       token: this.secrets.decrypt(fresh.accessTokenEncrypted, connectionTokenContext(connectionId, 'access')),
-      gitUsername,
+      gitUsername: GIT_TOKEN_USERNAME[provider],
     };
   }
 

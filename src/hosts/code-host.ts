@@ -6,6 +6,12 @@ import type { HostProvider } from './host-errors.js';
 
 export type { HostProvider } from './host-errors.js';
 
+/** The user name git sends with a token over HTTPS, per host (GitHub: any for user tokens, this one for app tokens). */
+export const GIT_TOKEN_USERNAME: Record<HostProvider, string> = {
+  github: 'x-access-token',
+  gitlab: 'oauth2',
+};
+
 /** The account a token acts as. */
 export interface HostAccount {
   id: string;

@@ -12,7 +12,8 @@ import type { ConnectionTokens } from '../connections/connection-tokens.js';
 import type { CodeHosts } from '../hosts/code-hosts.js';
 import { HostRateLimited } from '../hosts/host-errors.js';
 import { CompareDeltaStrategy } from './delta/compare-delta-strategy.js';
-import { type DeltaUpdating, SyncDeferred } from './engine/branch-synchronizer.js';
+import type { DeltaUpdating } from './engine/branch-synchronizer.js';
+import { deferredByHost } from './host-rate-limit.js';
 import type { SyncRepository } from './engine/sync-types.js';
 
 export interface CompareDeltaUpdaterOptions {
@@ -66,14 +67,7 @@ export class CompareDeltaUpdater implements DeltaUpdating {
         provider,
       });
     } catch (e) {
-      if (e instanceof HostRateLimited) {
-        const retryAt = new Date(Date.now() + e.retryAfterMs);
-        throw new SyncDeferred(
-          e.code,
-          `${e.message}; waiting for the host's rate limit until ${retryAt.toISOString()}`,
-          retryAt,
-        );
-      }
+      if (e instanceof HostRateLimited) throw deferredByHost(e);
       throw e;
     } finally {
       await rm(cacheDir, { recursive: true, force: true });

@@ -22,7 +22,9 @@ import { SecretBox } from '../common/secret-box.js';
 import { RedisService } from '../redis/redis.service.js';
 import { repositoryTokenContext } from '../repositories/repositories.service.js';
 import { ConnectionTokens, ConnectionUnusable } from '../connections/connection-tokens.js';
+import { GIT_TOKEN_USERNAME } from '../hosts/code-host.js';
 import { HostRateLimited } from '../hosts/host-errors.js';
+import { deferredByHost } from './host-rate-limit.js';
 import {
   BranchSynchronizer,
   PermanentSyncError,
@@ -50,8 +52,8 @@ import { WorkspaceCache } from './workspace/workspace-cache.js';
 
 /** Username git sends with a token, per host convention. */
 const TOKEN_USERNAME: Record<SyncRepository['provider'], string> = {
-  GITHUB: 'x-access-token',
-  GITLAB: 'oauth2',
+  GITHUB: GIT_TOKEN_USERNAME.github,
+  GITLAB: GIT_TOKEN_USERNAME.gitlab,
   GIT: 'git',
 };
 
@@ -301,13 +303,7 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
         const { token, gitUsername } = await this.connectionTokens.token(repo.tenantId, repo.connectionId);
         return { username: gitUsername, password: token };
       } catch (e) {
-        if (e instanceof HostRateLimited) {
-          throw new SyncDeferred(
-            e.code,
-            `${e.message}; waiting for the host's rate limit (retry at ${new Date(Date.now() + e.retryAfterMs).toISOString()})`,
-            new Date(Date.now() + e.retryAfterMs),
-          );
-        }
+        if (e instanceof HostRateLimited) throw deferredByHost(e);
         if (e instanceof ConnectionUnusable) throw new PermanentSyncError(e.code, e.message);
         throw e;
       }
