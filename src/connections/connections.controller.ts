@@ -85,7 +85,6 @@ export class ConnectionsController {
       error: query.error,
       errorDescription: query.error_description,
       installationId: query.installation_id,
-      setupAction: query.setup_action,
     });
     if (result.returnTo) {
       const target = new URL(result.returnTo);

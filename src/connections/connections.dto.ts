@@ -31,6 +31,7 @@ export class CallbackQueryDto {
   /** GitHub adds a link to its troubleshooting page to a refusal; accepted and ignored. */
   @IsOptional() @IsString() @MaxLength(2048) error_uri?: string;
   @IsOptional() @IsString() @MaxLength(32) installation_id?: string;
+  /** GitHub says whether the app was installed or updated; either way the installation is checked. */
   @IsOptional() @IsString() @MaxLength(32) setup_action?: string;
 }
 

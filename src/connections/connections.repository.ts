@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { PrismaService } from '../database/prisma.service.js';
 import { Prisma } from '../generated/prisma/client.js';
@@ -58,7 +59,6 @@ export class ConnectionsRepository {
     encrypt: (
       connectionId: string,
     ) => Pick<ConnectionGrant, 'accessTokenEncrypted' | 'refreshTokenEncrypted'>,
-    newId: string,
   ): Promise<{ connection: ConnectionRecord; created: boolean }> {
     const key = {
       tenantId,
@@ -72,7 +72,7 @@ export class ConnectionsRepository {
         where: { tenantId_provider_host_kind_accountId: key },
         select: { id: true },
       });
-      const id = existing?.id ?? newId;
+      const id = existing?.id ?? randomUUID();
       const data = {
         accountLogin: connection.accountLogin,
         installationId: connection.installationId,

@@ -43,7 +43,6 @@ export interface CallbackQuery {
   error?: string;
   errorDescription?: string;
   installationId?: string;
-  setupAction?: string;
 }
 
 export interface CallbackResult {
@@ -339,15 +338,12 @@ export class ConnectionsService {
         accountId: account.id,
         accountLogin: account.login,
         installationId: opts.installationId ?? null,
-        accessTokenEncrypted: null,
-        refreshTokenEncrypted: null,
         tokenExpiresAt: opts.expiresAt,
         refreshTokenExpiresAt: null,
         scopes: opts.scopes,
       },
       (id) =>
         grant ? this.tokens.seal(id, grant) : { accessTokenEncrypted: null, refreshTokenEncrypted: null },
-      randomUUID(),
     );
   }
 

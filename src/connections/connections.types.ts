@@ -37,7 +37,11 @@ export interface ConnectionGrant {
   scopes: string[];
 }
 
-export interface NewConnection extends ConnectionGrant {
+/** A connection to store; its ciphertexts are made once its id is known (they are bound to it). */
+export interface NewConnection extends Omit<
+  ConnectionGrant,
+  'accessTokenEncrypted' | 'refreshTokenEncrypted'
+> {
   provider: ConnectionProvider;
   kind: ConnectionKind;
   host: string;

@@ -20,10 +20,7 @@ export class CodeHosts {
   /** Null when no GitHub App is configured (GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY). */
   readonly githubApp: GitHubAppInstallationTokens | null;
 
-  constructor(
-    @Inject(APP_CONFIG) private readonly config: AppConfig,
-    redis: RedisService,
-  ) {
+  constructor(@Inject(APP_CONFIG) config: AppConfig, redis: RedisService) {
     const hosts = config.hosts;
     this.budget = new HostApiBudget({
       redis: redis.client,
@@ -70,12 +67,5 @@ export class CodeHosts {
   /** The GitHub client with its GitHub-only calls (user installations). */
   get gitHub(): GitHubHost {
     return this.github;
-  }
-
-  /** Whether the OAuth web flow is configured for a host. */
-  oauthConfigured(provider: HostProvider): boolean {
-    return provider === 'github'
-      ? this.config.hosts.github.oauth !== null
-      : this.config.hosts.gitlab.oauth !== null;
   }
 }
