@@ -159,20 +159,19 @@ export class WebhooksService {
       const target = found?.target;
       // Plain git hosts (Gitea, Forgejo, self-hosted) speak either format; their secret authenticates them.
       if (!target || (target.provider !== provider && target.provider !== 'GIT')) return 'unknown';
-      if (target.secret === null && found?.cached) {
-        // A secret may have been set since (hosts ping a new webhook at once): look again before refusing.
+      if (target.secret !== null && (await matches(target.secret))) {
+        return { repository: { id: target.id, tenantId: target.tenantId } };
+      }
+      // A cached secret may be stale (rotated, or set since: hosts ping a new webhook at once): look again.
+      if (found?.cached) {
         found = await this.targets.get(repositoryId, true);
         continue;
       }
-      if (target.secret === null) {
-        this.counters.rejected(provider.toLowerCase(), 'no_secret');
-        throw new Unauthenticated(
-          'this repository has no webhook secret; create one with POST /repositories/{id}/webhook',
-        );
-      }
-      if (await matches(target.secret)) return { repository: { id: target.id, tenantId: target.tenantId } };
-      if (!found?.cached) return 'mismatch';
-      found = await this.targets.get(repositoryId, true);
+      if (target.secret !== null) return 'mismatch';
+      this.counters.rejected(provider.toLowerCase(), 'no_secret');
+      throw new Unauthenticated(
+        'this repository has no webhook secret; create one with POST /repositories/{id}/webhook',
+      );
     }
   }
 
