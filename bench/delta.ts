@@ -8,7 +8,7 @@
  * Build and run from the project root (Redis on 127.0.0.1:6379 for the host API budget):
  *   node node_modules/typescript/bin/tsc -p bench/tsconfig.json
  *   node bench/dist/bench/delta.js [--files 20000] [--commits 2000] [--bytes-per-file 256] [--changed 5]
- *                                  [--rounds 3] [--verification listing|full] [--redis redis://127.0.0.1:6379]
+ *                                  [--rounds 3] [--redis redis://127.0.0.1:6379]
  *
  * Everything runs on 127.0.0.1 in this process (git fixture server, fake GitHub and GitLab APIs computing
  * their answers with git, a filesystem artifact store) and in temporary directories removed at the end;
@@ -25,7 +25,12 @@ import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { ArtifactNotFound, archiveKey } from '../src/artifacts/artifact-store.js';
 import { FilesystemArtifactStore } from '../src/artifacts/filesystem-artifact-store.js';
-import { createReproducibleTarball, TARBALL_CONTENT_TYPE } from '../src/artifacts/reproducible-tarball.js';
+import {
+  createReproducibleTarball,
+  createTarballOfEntries,
+  type ReproducibleTarball,
+  TARBALL_CONTENT_TYPE,
+} from '../src/artifacts/reproducible-tarball.js';
 import type { CodeHost } from '../src/hosts/code-host.js';
 import { GitHubHost } from '../src/hosts/github-host.js';
 import { GitLabHost } from '../src/hosts/gitlab-host.js';
@@ -47,7 +52,6 @@ interface Options {
   bytesPerFile: number;
   changed: number;
   rounds: number;
-  verification: 'listing' | 'full';
   redisUrl: string;
 }
 
@@ -59,12 +63,22 @@ interface Measurement {
   /** Bytes of the previous archive read from the artifact store (delta only). */
   archiveBytes: number;
   requests: number;
+  /** Making the new revision's archive from the result (tar + gzip, not stored). */
+  archiveMs: number;
   timings?: CompareDeltaTimings;
 }
 
 const TENANT = '5d1e7c3a-0b4f-4a2e-9c8d-1f6a7b3e2d90';
 const REPOSITORY = '8a2f4e6c-1d3b-4c5a-9e7f-0b2d4c6e8a1f';
 const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
+
+/** Reads a tarball to its end: how long it took to make, and its SHA-256. */
+async function timeArchive(tarball: ReproducibleTarball): Promise<{ ms: number; sha256: string }> {
+  const started = performance.now();
+  for await (const chunk of tarball.stream as AsyncIterable<Buffer>) void chunk;
+  const { sha256 } = await tarball.digest;
+  return { ms: performance.now() - started, sha256 };
+}
 
 function parseOptions(): Options {
   const { values } = parseArgs({
@@ -74,7 +88,6 @@ function parseOptions(): Options {
       'bytes-per-file': { type: 'string', default: '256' },
       changed: { type: 'string', default: '5' },
       rounds: { type: 'string', default: '3' },
-      verification: { type: 'string', default: 'listing' },
       redis: { type: 'string', default: 'redis://127.0.0.1:6379' },
     },
   });
@@ -85,7 +98,6 @@ function parseOptions(): Options {
     bytesPerFile: positive('bytes-per-file', values['bytes-per-file']),
     changed: positive('changed', values.changed),
     rounds: positive('rounds', values.rounds),
-    verification: values.verification === 'full' ? 'full' : 'listing',
     redisUrl: values.redis,
   };
 }
@@ -165,7 +177,6 @@ async function main(): Promise<void> {
     api.addRepository(repo);
     console.log(
       `fixture: ${opts.files} files, ${opts.commits + 2} commits, one commit changing ${opts.changed} files, ` +
-        `delta proof: ${opts.verification} ` +
         `(${msText(performance.now() - t)})`,
     );
 
@@ -192,6 +203,15 @@ async function main(): Promise<void> {
       `archive of the previous revision: ${formatBytes(stored.size)} (${msText(performance.now() - t)})`,
     );
     const { stdout: toTree } = await runFixtureGit(['rev-parse', `${to}^{tree}`], { gitDir: repo.bareDir });
+    const { stdout: toSeconds } = await runFixtureGit(['show', '-s', '--format=%ct', to], {
+      gitDir: repo.bareDir,
+    });
+    const toTime = new Date(Number(toSeconds.trim()) * 1000);
+    // Every way must end in this archive of the new revision (that of the seed clone moved to it).
+    await mirror.checkoutSnapshot(seedGit, seedSnapshot, to);
+    const expectedArchive = (
+      await timeArchive(createReproducibleTarball(seedSnapshot, { mtime: toTime, commitId: to }))
+    ).sha256;
 
     const openArchive = async (repositoryId: string, sha: string): Promise<Readable | null> => {
       try {
@@ -215,24 +235,26 @@ async function main(): Promise<void> {
         repositoryId: REPOSITORY,
         openArchive,
         hostAccess: { host, token: () => Promise.resolve(token), owner: 'bench', name: 'delta' },
-        // A cold blob cache: every changed file is downloaded.
-        cacheDir: join(work, `cache-${randomUUID()}`),
-        verification: opts.verification,
       });
-      const snapshotDir = join(work, `delta-${randomUUID()}`);
+      const workDir = join(work, `delta-${randomUUID()}`);
       settleDisk();
       const started = performance.now();
-      const outcome = await strategy.run({ snapshotDir, fromSha: from, toSha: to, provider });
+      const outcome = await strategy.run({ workDir, fromSha: from, toSha: to, provider });
       const ms = performance.now() - started;
       if (!outcome.ok)
         throw new Error(`compare-delta fell back on ${provider}: ${outcome.code}: ${outcome.reason}`);
       if (outcome.treeId !== toTree.trim()) throw new Error('compare-delta proved the wrong tree');
-      await rm(snapshotDir, { recursive: true, force: true });
+      const archived = await timeArchive(
+        createTarballOfEntries(outcome.entries(), { mtime: outcome.commitTime, commitId: to }),
+      );
+      if (archived.sha256 !== expectedArchive) throw new Error('compare-delta archived other bytes than git');
+      await rm(workDir, { recursive: true, force: true });
       return {
         ms,
         bytes: counter.bytes,
         archiveBytes: outcome.archiveBytes,
         requests: counter.requests,
+        archiveMs: archived.ms,
         timings: outcome.timings,
       };
     };
@@ -249,7 +271,11 @@ async function main(): Promise<void> {
       // The clone's pack plus the blobs the checkout fetched lazily from the promisor remote.
       const bytes = await packBytes(gitDir);
       const requests = git.requests.length - before;
-      return { ms, bytes, archiveBytes: 0, requests };
+      const archived = await timeArchive(
+        createReproducibleTarball(snapshotDir, { mtime: toTime, commitId: to }),
+      );
+      if (archived.sha256 !== expectedArchive) throw new Error('the blobless checkout archived other bytes');
+      return { ms, bytes, archiveBytes: 0, requests, archiveMs: archived.ms };
     };
 
     const fullClone = async (): Promise<Measurement> => {
@@ -261,7 +287,10 @@ async function main(): Promise<void> {
       const ms = performance.now() - started;
       const bytes = await packBytes(join(dir, '.git'));
       const requests = git.requests.length - before;
-      return { ms, bytes, archiveBytes: 0, requests };
+      // The archive skips .git, as it does in a snapshot.
+      const archived = await timeArchive(createReproducibleTarball(dir, { mtime: toTime, commitId: to }));
+      if (archived.sha256 !== expectedArchive) throw new Error('the full clone archived other bytes');
+      return { ms, bytes, archiveBytes: 0, requests, archiveMs: archived.ms };
     };
 
     const results: Record<'github' | 'gitlab' | 'blobless' | 'full', Measurement[]> = {
@@ -298,6 +327,7 @@ async function main(): Promise<void> {
       [
         'way (median of rounds)',
         'time',
+        '+ archive',
         'API bytes',
         'archive bytes',
         'API + archive',
@@ -312,6 +342,7 @@ async function main(): Promise<void> {
       rows.push([
         `compare-delta (${key === 'github' ? 'GitHub' : 'GitLab'})`,
         msText(med(key, (m) => m.ms)),
+        msText(med(key, (m) => m.archiveMs)),
         formatBytes(api),
         formatBytes(archive),
         formatBytes(api + archive),
@@ -323,6 +354,7 @@ async function main(): Promise<void> {
     rows.push([
       'blobless clone + checkout',
       msText(med('blobless', (m) => m.ms)),
+      msText(med('blobless', (m) => m.archiveMs)),
       '',
       '',
       '',
@@ -333,6 +365,7 @@ async function main(): Promise<void> {
     rows.push([
       'full git clone',
       msText(med('full', (m) => m.ms)),
+      msText(med('full', (m) => m.archiveMs)),
       '',
       '',
       '',
@@ -354,8 +387,10 @@ async function main(): Promise<void> {
       ] as const) {
         const cloneMs = med(clone, (m) => m.ms);
         const cloneBytes = med(clone, (m) => m.bytes);
+        const endToEnd = (cloneMs + med(clone, (m) => m.archiveMs)) / (ms + med(key, (m) => m.archiveMs));
         console.log(
-          `${label} delta vs ${name}: ${(cloneMs / ms).toFixed(1)}x less time, ` +
+          `${label} delta vs ${name}: ${(cloneMs / ms).toFixed(1)}x less time ` +
+            `(${endToEnd.toFixed(1)}x with the archive made on both sides), ` +
             `${(cloneBytes / api).toFixed(0)}x fewer bytes (API only), ` +
             `${(cloneBytes / withArchive).toFixed(1)}x fewer bytes (API + archive read from the store)`,
         );
@@ -363,7 +398,7 @@ async function main(): Promise<void> {
       const phases = results[key].map((m) => m.timings!);
       const phase = (name: keyof CompareDeltaTimings): string => msText(median(phases.map((p) => p[name])));
       console.log(
-        `  ${label} delta phases (median): compare ${phase('compareMs')}, restore ${phase('restoreMs')}, ` +
+        `  ${label} delta phases (median): compare ${phase('compareMs')}, read archive ${phase('restoreMs')}, ` +
           `verify base ${phase('verifyBaseMs')}, download + apply ${phase('applyMs')}, verify ${phase('verifyMs')}`,
       );
     }

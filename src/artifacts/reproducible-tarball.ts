@@ -117,7 +117,73 @@ export function createReproducibleTarball(
     throw new TypeError('commitId must be a lowercase 40 or 64 hex SHA');
   }
   const mtime = new Date(Math.floor(opts.mtime.getTime() / 1000) * 1000);
-  const tar = Readable.from(tarBlocks(dir, mtime, opts.commitId), {
+  return compressTar(tarBlocks(dir, mtime, opts.commitId), opts.signal);
+}
+
+/** One entry of a snapshot given as data rather than read from a directory (see `createTarballOfEntries`). */
+export interface SnapshotTarEntry {
+  /** `/`-separated, without a trailing slash. */
+  path: string;
+  kind: EntryKind;
+  /** Files: whether the owner may execute. */
+  executable?: boolean;
+  /** Symlinks: the target. */
+  linkpath?: string;
+  /** Files: the content. */
+  data?: Buffer;
+}
+
+/**
+ * The same reproducible `.tar.gz` createReproducibleTarball writes for a directory holding these entries,
+ * from entries already in tree order (bytewise by path, a directory compared as `path/`), in batches:
+ * every directory of the snapshot must be among them, before its contents.
+ */
+export function createTarballOfEntries(
+  entries: AsyncIterable<readonly SnapshotTarEntry[]>,
+  opts: ReproducibleTarballOptions,
+): ReproducibleTarball {
+  if (Number.isNaN(opts.mtime.getTime())) throw new TypeError('mtime must be a valid date');
+  if (opts.commitId !== undefined && !COMMIT_ID.test(opts.commitId)) {
+    throw new TypeError('commitId must be a lowercase 40 or 64 hex SHA');
+  }
+  const mtime = new Date(Math.floor(opts.mtime.getTime() / 1000) * 1000);
+  return compressTar(tarBlocksOfEntries(entries, mtime, opts.commitId), opts.signal);
+}
+
+/** The tar stream of entries given in tree order. */
+async function* tarBlocksOfEntries(
+  batches: AsyncIterable<readonly SnapshotTarEntry[]>,
+  mtime: Date,
+  commitId: string | undefined,
+): AsyncGenerator<Buffer> {
+  const out = new OutputBatch();
+  const headers = new HeaderWriter(mtime);
+  if (commitId !== undefined) out.append(globalCommentHeader(commitId, mtime));
+  for await (const batch of batches) {
+    for (const entry of batch) {
+      if (entry.kind === 'directory') {
+        headers.append(out, `${entry.path}/`, 'Directory', 0o755, 0);
+      } else if (entry.kind === 'symlink') {
+        if (entry.linkpath === undefined)
+          throw new SnapshotNotArchivable(entry.path, 'symlink without a target');
+        headers.append(out, entry.path, 'SymbolicLink', 0o777, 0, entry.linkpath);
+      } else {
+        const data = entry.data ?? Buffer.alloc(0);
+        headers.append(out, entry.path, 'File', entry.executable ? 0o755 : 0o644, data.length);
+        out.append(data);
+        const padding = (BLOCK - (data.length % BLOCK)) % BLOCK;
+        if (padding) out.append(ZERO_BLOCKS.subarray(0, padding));
+      }
+    }
+    for (const chunk of out.takeFull()) yield chunk;
+  }
+  out.append(ZERO_BLOCKS);
+  for (const chunk of out.takeAll()) yield chunk;
+}
+
+/** gzip with the archive's fixed settings, the OS byte pinned, size and SHA-256 taken on the way. */
+function compressTar(blocks: AsyncIterable<Buffer>, signal: AbortSignal | undefined): ReproducibleTarball {
+  const tar = Readable.from(blocks, {
     objectMode: false,
     highWaterMark: TAR_HIGH_WATER_MARK,
   });
@@ -131,11 +197,11 @@ export function createReproducibleTarball(
   // pipeline destroys every stage when one fails or the reader destroys the last one, which also ends
   // the generator (closing any open file).
   const stream = pipeline(tar, gzip, new GzipOsBytePin(), digesting, () => undefined);
-  if (opts.signal) addAbortSignal(opts.signal, stream);
+  if (signal) addAbortSignal(signal, stream);
   return { stream, digest: digesting.digest };
 }
 
-type EntryKind = 'file' | 'directory' | 'symlink';
+export type EntryKind = 'file' | 'directory' | 'symlink';
 type TarType = 'File' | 'Directory' | 'SymbolicLink';
 
 interface ListedEntry {

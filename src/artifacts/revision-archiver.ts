@@ -1,6 +1,11 @@
 import { type ArtifactStore, archiveKey } from './artifact-store.js';
 import type { ArchiveRecord } from './archives.repository.js';
-import { TARBALL_CONTENT_TYPE, createReproducibleTarball } from './reproducible-tarball.js';
+import {
+  TARBALL_CONTENT_TYPE,
+  createReproducibleTarball,
+  createTarballOfEntries,
+  type SnapshotTarEntry,
+} from './reproducible-tarball.js';
 
 /** The archive rows the archiver needs (implemented by ArchivesRepository). */
 export interface ArchiveRecords {
@@ -17,6 +22,8 @@ export interface RevisionToArchive {
   branchId: string;
   sha: string;
   snapshotDir: string;
+  /** The snapshot's entries in tree order, when they are not read from `snapshotDir` (compare-delta). */
+  entries?: () => AsyncIterable<readonly SnapshotTarEntry[]>;
   commitTime: Date;
   signal?: AbortSignal;
 }
@@ -47,11 +54,10 @@ export class RevisionArchiver {
       return { archive: existing, reused: true };
     }
     const key = archiveKey(this.prefix, r.tenantId, r.repositoryId, r.sha);
-    const tarball = createReproducibleTarball(r.snapshotDir, {
-      mtime: r.commitTime,
-      commitId: r.sha,
-      signal: r.signal,
-    });
+    const options = { mtime: r.commitTime, commitId: r.sha, signal: r.signal };
+    const tarball = r.entries
+      ? createTarballOfEntries(r.entries(), options)
+      : createReproducibleTarball(r.snapshotDir, options);
     const stored = await this.store.put(key, tarball.stream, {
       contentType: TARBALL_CONTENT_TYPE,
       signal: r.signal,

@@ -21,14 +21,19 @@ export interface CompareDeltaUpdaterOptions {
   store: ArtifactStore;
   tokens: ConnectionTokens;
   hosts: CodeHosts;
-  /** Where each run keeps its content-addressed blob cache (removed when the run ends: blobs rarely repeat). */
-  cacheDir: string;
+  /** Where each run keeps its copy of the previous archive (removed once the result is archived). */
+  workDir: string;
   concurrency: number;
   log: (msg: string, fields?: object) => void;
 }
 
 export class CompareDeltaUpdater implements DeltaUpdating {
   constructor(private readonly opts: CompareDeltaUpdaterOptions) {}
+
+  /** Removes what runs of an earlier process left in the work dir (call before any run starts). */
+  async removeLeftovers(): Promise<void> {
+    await rm(this.opts.workDir, { recursive: true, force: true });
+  }
 
   async blocker(repository: SyncRepository, fromSha: string): Promise<string | null> {
     if (repository.provider === 'GIT') return 'a plain git host has no compare API';
@@ -37,11 +42,12 @@ export class CompareDeltaUpdater implements DeltaUpdating {
     return archive ? null : `no archive of ${fromSha.slice(0, 12)} to apply a delta to`;
   }
 
-  async update(r: { repository: SyncRepository; snapshotDir: string; fromSha: string; toSha: string }) {
+  async update(r: { repository: SyncRepository; fromSha: string; toSha: string }) {
     const { repository } = r;
     const connectionId = repository.connectionId!;
     const provider = repository.provider === 'GITHUB' ? 'github' : 'gitlab';
-    const cacheDir = join(this.opts.cacheDir, randomUUID());
+    const workDir = join(this.opts.workDir, randomUUID());
+    const release = () => rm(workDir, { recursive: true, force: true });
     const strategy = new CompareDeltaStrategy({
       repositoryId: repository.id,
       openArchive: async (repositoryId, sha) => {
@@ -54,35 +60,33 @@ export class CompareDeltaUpdater implements DeltaUpdating {
         owner: repository.owner,
         name: repository.name,
       },
-      cacheDir,
       concurrency: this.opts.concurrency,
       log: this.opts.log,
     });
     let outcome;
     try {
-      outcome = await strategy.run({
-        snapshotDir: r.snapshotDir,
-        fromSha: r.fromSha,
-        toSha: r.toSha,
-        provider,
-      });
+      outcome = await strategy.run({ workDir, fromSha: r.fromSha, toSha: r.toSha, provider });
     } catch (e) {
+      await release();
       if (e instanceof HostRateLimited) throw deferredByHost(e);
       throw e;
-    } finally {
-      await rm(cacheDir, { recursive: true, force: true });
     }
-    if (!outcome.ok) return { ok: false as const, code: outcome.code, reason: outcome.reason };
+    if (!outcome.ok) {
+      await release();
+      return { ok: false as const, code: outcome.code, reason: outcome.reason };
+    }
     const t = outcome.timings;
     return {
       ok: true as const,
       filesChanged: outcome.filesChanged,
       bytesDownloaded: outcome.bytesDownloaded,
       commitTime: outcome.commitTime,
+      entries: outcome.entries,
+      release,
       detail:
         `compare-delta applied ${outcome.filesChanged} changes (${outcome.bytesDownloaded} bytes downloaded, ` +
         `${outcome.cacheHits} cached; previous archive ${outcome.archiveBytes} bytes), tree ${outcome.treeId.slice(0, 12)} verified ` +
-        `(compare ${Math.round(t.compareMs)} ms, restore ${Math.round(t.restoreMs)} ms, apply ${Math.round(t.applyMs)} ms, verify ${Math.round(t.verifyBaseMs + t.verifyMs)} ms)`,
+        `(compare ${Math.round(t.compareMs)} ms, read ${Math.round(t.restoreMs)} ms, apply ${Math.round(t.applyMs)} ms, verify ${Math.round(t.verifyBaseMs + t.verifyMs)} ms)`,
     };
   }
 }

@@ -115,6 +115,17 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
     this.graphIndexing = new GraphIndexing(this.graph, this.mirror, (msg, fields) =>
       this.logger.warn(fields ?? {}, msg),
     );
+    const deltaUpdater = new CompareDeltaUpdater({
+      archives: this.archives,
+      store: this.store,
+      tokens: this.connectionTokens,
+      hosts: this.hosts,
+      workDir: resolve(cfg.workspaceDir, 'compare-delta'),
+      concurrency: 8,
+      log: (msg, fields) => this.logger.log(fields ?? {}, msg),
+    });
+    // Runs of a previous process (killed before their clean-up) may have left their copies behind.
+    await deltaUpdater.removeLeftovers();
     this.synchronizer = new BranchSynchronizer(
       this.state,
       this.mirror,
@@ -124,15 +135,7 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
       (msg, fields) => this.logger.log(fields ?? {}, msg),
       this.archiver,
       this.graphIndexing,
-      new CompareDeltaUpdater({
-        archives: this.archives,
-        store: this.store,
-        tokens: this.connectionTokens,
-        hosts: this.hosts,
-        cacheDir: resolve(cfg.workspaceDir, 'blob-cache'),
-        concurrency: 8,
-        log: (msg, fields) => this.logger.log(fields ?? {}, msg),
-      }),
+      deltaUpdater,
     );
     this.slots = new TenantSlots(
       this.redis.client,

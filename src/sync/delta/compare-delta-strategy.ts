@@ -1,40 +1,33 @@
 /**
- * Compare-delta: brings a snapshot to a branch's new head without a git clone, from the archive of the
- * previous revision and the code host's comparison, and proves the result is the new commit.
+ * Compare-delta: the snapshot of a branch's new head without a git clone, from the archive of the
+ * previous revision and the code host's comparison, proven to be the new commit. Nothing is unpacked to
+ * disk: the snapshot is a listing read from the archive, and the result is handed to the archiver as the
+ * entries of its new archive.
  *
- * Steps (any doubt ends the run with `ok: false`, and the engine rebuilds the snapshot with git):
+ * Steps (any doubt ends the run with `ok: false`, and the engine builds the snapshot with git):
  * 1. At once: the host's comparison `fromSha...toSha` and the stored archive of `fromSha`. No archive,
- *    or a comparison the plan refuses (delta-plan.ts), ends the run before anything is unpacked.
- * 2. The snapshot dir is emptied and the archive unpacked into it (modes and symlinks kept, every entry
- *    checked: no absolute path, `..`, `.git`, duplicate, entry below a symlink, or other entry type), each
- *    file hashed on its way to disk, while the host says the tree ids of both commits.
- * 3. What was unpacked must hash to `fromSha`'s tree: a bad archive is never built upon.
- * 4. The changed files are downloaded (by blob id or by path) into the blob cache and applied.
- * 5. The result must hash to `toSha`'s tree (invariant 4): by default the unpacked listing with every
- *    changed path re-read from disk, plus a walk proving the disk holds exactly those paths, sizes and
- *    modes; or (`verification: 'full'`) every file re-read and hashed.
+ *    or a comparison the plan refuses (delta-plan.ts), ends the run before anything is read.
+ * 2. The archive is copied into the run's work dir and read (snapshot-listing.ts): every entry checked,
+ *    every file hashed, the bytes the delta reuses kept; meanwhile the host says both commits' tree ids and
+ *    the changed files start downloading.
+ * 3. The listing must hash to `fromSha`'s tree: a bad archive is never built upon.
+ * 4. The changed files are downloaded (by blob id or by path) and applied to the listing (delta-apply.ts).
+ * 5. The result must hash to `toSha`'s tree (invariant 4).
+ * 6. `entries()` then streams the new snapshot in tree order for the archiver: the copy of the previous
+ *    archive read again, merged with the written paths; its files are checked against the proven listing
+ *    as they go by.
  *
  * HostRateLimited and aborts are thrown, not turned into `ok: false`: the engine defers such work instead
- * of falling back to git. On `ok: false` the snapshot dir holds anything; the caller wipes it.
+ * of falling back to git. The caller removes the work dir once it has archived the result (or given up).
  */
-import { createHash } from 'node:crypto';
-import {
-  closeSync,
-  constants as fsConstants,
-  lstatSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  symlinkSync,
-  writeSync,
-} from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { setImmediate as nextTurn } from 'node:timers/promises';
-import { Parser, type ReadEntry } from 'tar';
+import { createGunzip } from 'node:zlib';
+import type { SnapshotTarEntry } from '../../artifacts/reproducible-tarball.js';
 import { HostContentMismatch } from '../../hosts/blob-integrity.js';
 import { createConcurrencyLimit } from './concurrency-limit.js';
 import type { CodeHost, HostProvider } from '../../hosts/code-host.js';
@@ -43,27 +36,23 @@ import {
   applyCompareDelta,
   DeltaApplyFailed,
   DeltaVerificationFailed,
-  verifySnapshotTree,
   type BlobRequest,
   type DeltaApplyFailureCode,
   type DeltaApplyResult,
+  directoriesOf,
+  reusedPaths,
 } from './delta-apply.js';
+import { planCompareDelta, type DeltaChange, type DeltaRefusalCode } from './delta-plan.js';
 import {
-  planCompareDelta,
-  unsafePathProblem,
-  type DeltaChange,
-  type DeltaRefusalCode,
-} from './delta-plan.js';
-import {
-  EMPTY_TREE_ID,
-  gitObjectId,
-  gitTreeObjectId,
-  hashSnapshotFile,
+  ListingTree,
   SnapshotNotHashable,
   type GitObjectFormat,
-  type GitTreeObjectEntry,
   type SnapshotFileEntry,
 } from './git-tree-hash.js';
+import { ArchiveRejected, readSnapshotArchive } from './snapshot-archive-reader.js';
+import { readBaseSnapshot, type BaseSnapshot } from './snapshot-listing.js';
+
+export { ArchiveRejected } from './snapshot-archive-reader.js';
 
 /** Opens the stored archive of a revision of a repository, or resolves null when there is none. */
 export type PreviousArchiveSource = (repositoryId: string, sha: string) => Promise<Readable | null>;
@@ -80,24 +69,16 @@ export interface CompareDeltaStrategyOptions {
   repositoryId: string;
   openArchive: PreviousArchiveSource;
   hostAccess: CompareDeltaHostAccess;
-  /** This worker's blob cache (content-addressed; shared by concurrent runs). */
-  cacheDir: string;
-  /** Downloads and file operations at a time (default 8; the host budget caps requests per token). */
+  /** Downloads at a time (default 8; the host budget caps requests per token). */
   concurrency?: number;
-  /**
-   * How the result is proven against the new commit's tree id (default `listing`):
-   * - `listing`: the tree id of the files as unpacked (hashed on their way to disk) with every changed
-   *   path re-read from disk, plus a walk checking that the disk holds exactly those paths with those
-   *   sizes and modes (the trust git's index gives stat data);
-   * - `full`: every file re-read from disk and hashed (computeGitTreeId), several times slower.
-   */
-  verification?: 'listing' | 'full';
+  /** Files larger than this are not held in memory: the run falls back to git (default 128 MiB). */
+  maxFileBytes?: number;
   log?: (msg: string, fields?: object) => void;
 }
 
 export interface CompareDeltaRunInput {
-  /** Emptied, then filled with the snapshot of `toSha` (or anything, on `ok: false`). */
-  snapshotDir: string;
+  /** Created if needed; holds a copy of the previous archive until the caller removes it. */
+  workDir: string;
   /** The branch's synced revision, whose archive is stored. */
   fromSha: string;
   /** The branch's new head. */
@@ -110,9 +91,9 @@ export interface CompareDeltaRunInput {
 export interface CompareDeltaTimings {
   /** The host's comparison and the plan. */
   compareMs: number;
-  /** Unpacking the previous archive. */
+  /** Reading (copying, unpacking in memory, hashing) the previous archive. */
   restoreMs: number;
-  /** Checking the restored snapshot against the previous commit's tree. */
+  /** Checking the previous archive against the previous commit's tree. */
   verifyBaseMs: number;
   /** Downloading and applying the changed files. */
   applyMs: number;
@@ -148,6 +129,8 @@ export type CompareDeltaOutcome =
       treeId: string;
       /** Committer time of `toSha` (the archive's entry times). */
       commitTime: Date;
+      /** The proven snapshot in tree order, in batches, for `createTarballOfEntries`; readable while the work dir is. */
+      entries: () => AsyncGenerator<SnapshotTarEntry[]>;
       timings: CompareDeltaTimings;
     }
   | {
@@ -161,14 +144,6 @@ export type CompareDeltaOutcome =
 
 type Failure = Extract<CompareDeltaOutcome, { ok: false }>;
 
-/** The archive holds something a snapshot must not (or is not a readable tar.gz). */
-export class ArchiveRejected extends Error {
-  constructor(reason: string, options?: ErrorOptions) {
-    super(reason, options);
-    this.name = 'ArchiveRejected';
-  }
-}
-
 /** Ends a run early with `ok: false`. */
 class DeltaFallback extends Error {
   constructor(
@@ -181,38 +156,33 @@ class DeltaFallback extends Error {
 }
 
 const short = (sha: string): string => sha.slice(0, 12);
-const TAR_ENTRY_TYPES: ReadonlySet<string> = new Set(['File', 'OldFile', 'Directory', 'SymbolicLink']);
-// O_EXCL: never replaces anything (a fresh dir has nothing); O_NOFOLLOW: never writes through a symlink.
-const FILE_OPEN_FLAGS =
-  fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
-/** Changed files whose download starts while the archive is restored. */
+/** Changed files whose download starts while the archive is read. */
 const PREFETCH_FILES = 64;
-/** Synchronous work between two turns of the event loop. */
-const SLICE_MS = 5;
+const DEFAULT_MAX_FILE_BYTES = 128 * 1024 * 1024;
+/** Output chunks of the archive's decompression: large, so the reader mostly takes views of one chunk. */
+const GUNZIP_CHUNK_BYTES = 256 * 1024;
 
 /** Updates a snapshot from the previous revision's archive and the host's comparison (see the module comment). */
 export class CompareDeltaStrategy {
   private readonly repositoryId: string;
   private readonly openArchive: PreviousArchiveSource;
   private readonly access: CompareDeltaHostAccess;
-  private readonly cacheDir: string;
   private readonly concurrency: number;
-  private readonly verification: 'listing' | 'full';
+  private readonly maxFileBytes: number;
   private readonly log: (msg: string, fields?: object) => void;
 
   constructor(options: CompareDeltaStrategyOptions) {
     this.repositoryId = options.repositoryId;
     this.openArchive = options.openArchive;
     this.access = options.hostAccess;
-    this.cacheDir = options.cacheDir;
     this.concurrency = options.concurrency ?? 8;
-    this.verification = options.verification ?? 'listing';
+    this.maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
     this.log = options.log ?? (() => undefined);
   }
 
-  /** Brings `snapshotDir` to `toSha` from the archive of `fromSha`, or says why it could not. */
+  /** The snapshot of `toSha` from the archive of `fromSha` and the host's comparison, or why not. */
   async run(input: CompareDeltaRunInput): Promise<CompareDeltaOutcome> {
-    const { snapshotDir, fromSha, toSha, provider, signal } = input;
+    const { workDir, fromSha, toSha, provider, signal } = input;
     if (provider !== this.access.host.provider) {
       throw new TypeError(`the run is for ${provider}, the host access for ${this.access.host.provider}`);
     }
@@ -265,48 +235,44 @@ export class CompareDeltaStrategy {
       }
       const commitTime = head.committer.date;
 
-      // 2. Restore, while the host says both tree ids.
-      // Asked for while the archive unpacks; a run that ends before they are awaited must not leave
+      // 2. Read the archive, while the host says both tree ids and the downloads start.
+      // Asked for while the archive is read; a run that ends before they are awaited must not leave
       // their rejection unhandled.
       const trees = Promise.all([this.commitTree(fromSha), this.commitTree(toSha)]);
       trees.catch(() => undefined);
       const prefetched = this.prefetch(plan.changes);
       let mark = performance.now();
-      await rm(snapshotDir, { recursive: true, force: true });
-      await mkdir(snapshotDir, { recursive: true });
+      await mkdir(workDir, { recursive: true });
+      const copy = join(workDir, `${fromSha}.tar.gz`);
       const source = archive;
       archive = null;
-      const listing = await restoreArchive(source, counter, snapshotDir, format, signal);
+      const base = await this.readBase(source, counter, copy, plan.changes, format, signal);
       timings.restoreMs = performance.now() - mark;
       const [fromTree, toTree] = await trees;
 
-      // 3. The base must be the previous commit: the bytes just written, hashed on their way to disk.
+      // 3. The base must be the previous commit.
       mark = performance.now();
-      const baseTree = listingTreeId(listing, format);
+      const baseTree = new ListingTree(base.files, format);
       timings.verifyBaseMs = performance.now() - mark;
-      if (baseTree !== fromTree) {
+      if (baseTree.rootId !== fromTree) {
         throw new DeltaFallback(
           'ARCHIVE_MISMATCH',
-          `the archive of ${short(fromSha)} unpacks to tree ${short(baseTree)}, not the commit's tree ${short(fromTree)}`,
+          `the archive of ${short(fromSha)} holds tree ${short(baseTree.rootId)}, not the commit's tree ${short(fromTree)}`,
         );
       }
 
       // 4. Download and apply.
       mark = performance.now();
-      const applied = await this.apply(plan.changes, snapshotDir, prefetched, format, signal);
+      const applied = await this.apply(plan.changes, base, prefetched, format, signal);
       timings.applyMs = performance.now() - mark;
 
       // 5. The proof.
+      // Only the directories on the changed paths are hashed again.
       mark = performance.now();
-      if (this.verification === 'full') {
-        await verifySnapshotTree(snapshotDir, toTree, {
-          concurrency: this.concurrency,
-          objectFormat: format,
-          signal,
-        });
-      } else {
-        await this.verifyFromListing(listing, plan.changes, snapshotDir, toTree, format);
-      }
+      const written: [string, SnapshotFileEntry][] = [];
+      for (const path of applied.written.keys()) written.push([path, applied.files.get(path)!]);
+      const resultTree = baseTree.idAfter(applied.replaced, written);
+      if (resultTree !== toTree) throw new DeltaVerificationFailed(toTree, resultTree);
       timings.verifyMs = performance.now() - mark;
       timings.totalMs = performance.now() - started;
       return {
@@ -318,6 +284,7 @@ export class CompareDeltaStrategy {
         cacheHits: applied.cacheHits,
         treeId: toTree,
         commitTime,
+        entries: () => this.resultEntries(copy, base, applied, signal),
         timings,
       };
     } catch (error) {
@@ -337,7 +304,106 @@ export class CompareDeltaStrategy {
     }
   }
 
-  /** Downloads through the host and applies; a rate limit met by any download is what is thrown. */
+  /** Copies the archive to `copy`, then reads it (snapshot-listing.ts), keeping what the changes reuse. */
+  private async readBase(
+    archive: Readable,
+    counter: ByteCounter,
+    copy: string,
+    changes: readonly DeltaChange[],
+    format: GitObjectFormat,
+    signal: AbortSignal | undefined,
+  ): Promise<BaseSnapshot> {
+    const keep = reusedPaths(changes);
+    try {
+      await pipeline(archive, counter, createWriteStream(copy), { signal });
+      return await readBaseSnapshot(this.readCopy(copy, signal), {
+        keep,
+        format,
+        maxEntryBytes: this.maxFileBytes,
+        signal,
+      });
+    } catch (error) {
+      if (isAbort(error) || error instanceof ArchiveRejected) throw error;
+      throw new ArchiveRejected(messageOf(error), { cause: error });
+    }
+  }
+
+  /** The tar stream of the copy of the previous archive. */
+  private readCopy(copy: string, signal: AbortSignal | undefined): AsyncIterable<Buffer> {
+    const gunzip = createGunzip({ chunkSize: GUNZIP_CHUNK_BYTES });
+    const stream = createReadStream(copy, { highWaterMark: GUNZIP_CHUNK_BYTES });
+    void pipeline(stream, gunzip, { signal }).catch((error: unknown) => gunzip.destroy(error as Error));
+    return gunzip;
+  }
+
+  /**
+   * The proven snapshot in tree order: the previous archive read again, its unchanged entries as they
+   * were, merged with the written paths and the new directories. Every file that passes is checked
+   * against the proven listing (mode and size), and their count at the end.
+   */
+  private async *resultEntries(
+    copy: string,
+    base: BaseSnapshot,
+    applied: DeltaApplyResult,
+    signal: AbortSignal | undefined,
+  ): AsyncGenerator<SnapshotTarEntry[]> {
+    const changedUnderneath = (what: string): never => {
+      throw new ArchiveRejected(`the copy of the previous archive changed underneath (${what})`);
+    };
+    const baseDirectories = directoriesOf(base.files, base.emptyDirectories);
+    const inserts: { key: string; entry: SnapshotTarEntry }[] = [];
+    for (const [path, written] of applied.written) {
+      inserts.push({
+        key: treeOrderKey(path, false),
+        entry:
+          written.mode === '120000'
+            ? { path, kind: 'symlink', linkpath: written.data.toString('utf8') }
+            : { path, kind: 'file', executable: written.mode === '100755', data: written.data },
+      });
+    }
+    for (const path of applied.directories) {
+      if (!baseDirectories.has(path)) {
+        inserts.push({ key: treeOrderKey(path, true), entry: { path, kind: 'directory' } });
+      }
+    }
+    inserts.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    let next = 0;
+    let files = 0;
+    const archive = readSnapshotArchive(this.readCopy(copy, signal), { maxEntryBytes: this.maxFileBytes });
+    for await (const batch of archive) {
+      const out: SnapshotTarEntry[] = [];
+      for (const entry of batch) {
+        const key = treeOrderKey(entry.path, entry.kind === 'directory');
+        for (; next < inserts.length && inserts[next]!.key <= key; next++) {
+          const insert = inserts[next]!.entry;
+          if (insert.kind !== 'directory') files++;
+          out.push(insert);
+        }
+        const { path } = entry;
+        if (entry.kind === 'directory') {
+          if (applied.directories.has(path)) out.push({ path, kind: 'directory' });
+          continue;
+        }
+        if (applied.replaced.has(path)) continue;
+        const listed = applied.files.get(path);
+        const mode = entry.kind === 'symlink' ? '120000' : entry.mode & 0o100 ? '100755' : '100644';
+        const size = entry.kind === 'symlink' ? Buffer.byteLength(entry.linkpath ?? '') : entry.data.length;
+        if (listed?.mode !== mode || listed.size !== size) changedUnderneath(JSON.stringify(path));
+        files++;
+        out.push(
+          entry.kind === 'symlink'
+            ? { path, kind: 'symlink', linkpath: entry.linkpath }
+            : { path, kind: 'file', executable: mode === '100755', data: entry.data },
+        );
+      }
+      yield out;
+    }
+    const rest = inserts.slice(next).map((insert) => insert.entry);
+    files += rest.filter((entry) => entry.kind !== 'directory').length;
+    yield rest;
+    if (files !== applied.files.size) changedUnderneath(`${files} files, not ${applied.files.size}`);
+  }
+
   /**
    * Starts downloading the new content of added and modified paths (renames and copies mostly reuse
    * bytes from the snapshot, so they wait for the applier), at most PREFETCH_FILES of them, so the
@@ -378,7 +444,7 @@ export class CompareDeltaStrategy {
   /** Downloads through the host (prefetched content first) and applies; a rate limit met by any download is what is thrown. */
   private async apply(
     changes: readonly DeltaChange[],
-    snapshotDir: string,
+    base: BaseSnapshot,
     prefetched: Map<string, Promise<Buffer>>,
     format: GitObjectFormat,
     signal: AbortSignal | undefined,
@@ -396,9 +462,7 @@ export class CompareDeltaStrategy {
       }
     };
     try {
-      return await applyCompareDelta(changes, {
-        snapshotDir,
-        cacheDir: this.cacheDir,
+      return await applyCompareDelta(changes, base, {
         fetchBlob,
         concurrency: this.concurrency,
         objectFormat: format,
@@ -408,31 +472,6 @@ export class CompareDeltaStrategy {
       // The applier reports the first failure of its tasks; a rate limit anywhere decides the outcome.
       throw rateLimited ?? error;
     }
-  }
-
-  /**
-   * The tree id of the result from the restored listing with every changed path re-read from disk, then
-   * a check that the disk holds exactly those paths with those sizes and modes.
-   */
-  private async verifyFromListing(
-    listing: SnapshotListing,
-    changes: readonly DeltaChange[],
-    snapshotDir: string,
-    expectedTreeId: string,
-    format: GitObjectFormat,
-  ): Promise<void> {
-    for (const change of changes) {
-      if (change.op === 'remove') listing.delete(change.path);
-      else if (change.source !== null && change.removeSource) listing.delete(change.source);
-    }
-    for (const change of changes) {
-      if (change.op !== 'write') continue;
-      const { mode, blobId, size } = await hashSnapshotFile(join(snapshotDir, change.path), format);
-      listing.set(change.path, { mode, blobId, size });
-    }
-    const treeId = listingTreeId(listing, format);
-    if (treeId !== expectedTreeId) throw new DeltaVerificationFailed(expectedTreeId, treeId);
-    await assertDiskMatchesListing(snapshotDir, listing);
   }
 
   private async commitTree(sha: string): Promise<string> {
@@ -496,6 +535,14 @@ function isAbort(error: unknown): boolean {
   return name === 'AbortError';
 }
 
+/**
+ * A key whose string order is the archive's entry order: bytewise by UTF-8 path, a directory as `path/`
+ * (latin1 maps each byte to one UTF-16 unit, so string comparison compares bytes).
+ */
+function treeOrderKey(path: string, directory: boolean): string {
+  return Buffer.from(directory ? `${path}/` : path, 'utf8').toString('latin1');
+}
+
 /** Counts the bytes passing through (the compressed archive read from the store). */
 class ByteCounter extends Transform {
   bytes = 0;
@@ -503,233 +550,5 @@ class ByteCounter extends Transform {
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.bytes += chunk.length;
     callback(null, chunk);
-  }
-}
-
-/** One file or symlink of a snapshot as this run wrote or read it. */
-interface SnapshotEntry extends SnapshotFileEntry {
-  size: number;
-}
-
-/** Every file and symlink of a snapshot by `/`-separated path. */
-type SnapshotListing = Map<string, SnapshotEntry>;
-
-/**
- * Unpacks a snapshot archive (reproducible-tarball.ts layout: relative paths, directories, files with
- * 0644/0755, symlinks) into the empty `dir` and lists what it wrote, each file hashed as its bytes went to
- * disk. Every entry is checked first, and anything unexpected rejects the whole archive: an absolute path,
- * `..`, `.git`, a duplicate, an entry below a symlink, another entry type. Symlink targets are written as
- * git stores them (absolute or with `..` included: they are data, never followed here).
- *
- * Files are written with synchronous calls (open, write per chunk, close), like the archiver reads them:
- * a snapshot is mostly small files, and three trips through the threadpool per file cost far more than
- * the writes. The parser hands over at most one stream chunk (64 KiB) of entries at a time, so the event
- * loop is never held for long.
- */
-async function restoreArchive(
-  archive: Readable,
-  counter: ByteCounter,
-  dir: string,
-  format: GitObjectFormat,
-  signal: AbortSignal | undefined,
-): Promise<SnapshotListing> {
-  const listing: SnapshotListing = new Map();
-  const seen = new Set<string>();
-  const symlinks = new Set<string>();
-  const directories = new Set<string>(['']);
-  let problem: string | null = null;
-  const parser = new Parser({ strict: true });
-  const refuse = (why: string): void => {
-    if (problem === null) {
-      problem = why;
-      parser.abort(new ArchiveRejected(why));
-    }
-  };
-  const ensureDirectory = (path: string): void => {
-    if (directories.has(path)) return;
-    ensureDirectory(path.includes('/') ? path.slice(0, path.lastIndexOf('/')) : '');
-    try {
-      mkdirSync(join(dir, path), 0o755);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
-    if (!lstatSync(join(dir, path)).isDirectory()) throw new ArchiveRejected(`${path} is not a directory`);
-    directories.add(path);
-  };
-  parser.on('entry', (entry: ReadEntry) => {
-    if (problem !== null) return entry.resume();
-    const { type } = entry;
-    const path = entry.path.replace(/\/+$/, '');
-    const check = (): string | null => {
-      if (!TAR_ENTRY_TYPES.has(type)) return `${JSON.stringify(path)} is a ${type} entry`;
-      const unsafe = unsafePathProblem(path);
-      if (unsafe) return `entry ${JSON.stringify(entry.path)}: ${unsafe}`;
-      if (seen.has(path)) return `${JSON.stringify(path)} is in the archive twice`;
-      for (let at = path.indexOf('/'); at >= 0; at = path.indexOf('/', at + 1)) {
-        if (symlinks.has(path.slice(0, at))) return `${JSON.stringify(path)} lies below a symlink`;
-      }
-      if (type === 'SymbolicLink' && !entry.linkpath)
-        return `the symlink ${JSON.stringify(path)} has no target`;
-      return null;
-    };
-    const why = check();
-    if (why !== null) {
-      refuse(why);
-      return entry.resume();
-    }
-    seen.add(path);
-    const parent = path.includes('/') ? path.slice(0, path.lastIndexOf('/')) : '';
-    try {
-      if (type === 'Directory') {
-        ensureDirectory(path);
-        return entry.resume();
-      }
-      ensureDirectory(parent);
-      const absolute = join(dir, path);
-      if (type === 'SymbolicLink') {
-        const target = Buffer.from(entry.linkpath!, 'utf8');
-        symlinkSync(entry.linkpath!, absolute);
-        symlinks.add(path);
-        listing.set(path, {
-          mode: '120000',
-          blobId: gitObjectId('blob', target, format),
-          size: target.length,
-        });
-        return entry.resume();
-      }
-      const executable = ((entry.mode ?? 0o644) & 0o100) !== 0;
-      // A umask that took the owner's bits away would show in the disk check of the proof.
-      const fd = openSync(absolute, FILE_OPEN_FLAGS, executable ? 0o755 : 0o644);
-      const hash = createHash(format).update(`blob ${entry.size}\0`);
-      let written = 0;
-      let open = true;
-      const close = (): void => {
-        if (open) closeSync(fd);
-        open = false;
-      };
-      entry.on('data', (chunk: Buffer) => {
-        if (!open) return;
-        try {
-          for (let at = 0; at < chunk.length;) at += writeSync(fd, chunk, at, chunk.length - at);
-          hash.update(chunk);
-          written += chunk.length;
-        } catch (error) {
-          close();
-          refuse(`${path} could not be written: ${messageOf(error)}`);
-        }
-      });
-      entry.on('end', () => {
-        if (!open) return;
-        close();
-        if (written !== entry.size) return refuse(`${path} is cut short in the archive`);
-        listing.set(path, {
-          mode: executable ? '100755' : '100644',
-          blobId: hash.digest('hex'),
-          size: written,
-        });
-      });
-    } catch (error) {
-      refuse(error instanceof ArchiveRejected ? error.message : `${path}: ${messageOf(error)}`);
-      entry.resume();
-    }
-  });
-  try {
-    await pipeline(archive, counter, parser as unknown as Writable, { signal });
-  } catch (error) {
-    if (isAbort(error)) throw error;
-    throw new ArchiveRejected(problem ?? messageOf(error), { cause: error });
-  }
-  if (problem !== null) throw new ArchiveRejected(problem);
-  return listing;
-}
-
-/** The tree id of a listing of files and symlinks, built like git builds it (directories from the paths). */
-export function listingTreeId(
-  listing: ReadonlyMap<string, SnapshotFileEntry>,
-  format: GitObjectFormat = 'sha1',
-): string {
-  const children = new Map<string, Map<string, GitTreeObjectEntry>>([['', new Map()]]);
-  const childrenOf = (dir: string): Map<string, GitTreeObjectEntry> => {
-    let found = children.get(dir);
-    if (!found) {
-      found = new Map();
-      children.set(dir, found);
-      const slash = dir.lastIndexOf('/');
-      const parent = slash < 0 ? '' : dir.slice(0, slash);
-      // A placeholder: the subtree's id is filled in once its own entries are hashed.
-      childrenOf(parent).set(dir.slice(slash + 1), { mode: '40000', name: dir.slice(slash + 1), id: '' });
-    }
-    return found;
-  };
-  for (const [path, entry] of listing) {
-    const slash = path.lastIndexOf('/');
-    const name = path.slice(slash + 1);
-    childrenOf(slash < 0 ? '' : path.slice(0, slash)).set(name, { mode: entry.mode, name, id: entry.blobId });
-  }
-  // Deepest directories first, so every subtree id is known before its parent is hashed.
-  const depth = (dir: string): number => (dir === '' ? 0 : dir.split('/').length);
-  const dirs = [...children.keys()].sort((a, b) => depth(b) - depth(a));
-  let rootId = EMPTY_TREE_ID[format];
-  for (const dir of dirs) {
-    const id = gitTreeObjectId([...children.get(dir)!.values()], format);
-    if (dir === '') rootId = id;
-    else {
-      const slash = dir.lastIndexOf('/');
-      children.get(slash < 0 ? '' : dir.slice(0, slash))!.get(dir.slice(slash + 1))!.id = id;
-    }
-  }
-  return rootId;
-}
-
-/**
- * Checks that the snapshot on disk holds exactly the listing's paths, each a symlink or a file of the
- * listed size with the listed executable bit (what git's index checks before it trusts a file), so a
- * listing-based proof speaks for the disk. Synchronous lstat and readdir calls, in slices of a few ms.
- */
-async function assertDiskMatchesListing(dir: string, listing: SnapshotListing): Promise<void> {
-  let found = 0;
-  let sliceStart = performance.now();
-  const pending: string[] = [''];
-  while (pending.length > 0) {
-    const relative = pending.pop()!;
-    const absoluteDir = relative === '' ? dir : join(dir, relative);
-    for (const dirent of readdirSync(absoluteDir, { withFileTypes: true })) {
-      const path = relative === '' ? dirent.name : `${relative}/${dirent.name}`;
-      if (dirent.isDirectory()) {
-        pending.push(path);
-        continue;
-      }
-      const expected = listing.get(path);
-      if (!expected)
-        throw new DeltaFallback(
-          'DELTA_VERIFICATION_FAILED',
-          `${path} is in the snapshot but not in the commit`,
-        );
-      const stats = lstatSync(join(dir, path));
-      const mode = stats.isSymbolicLink()
-        ? '120000'
-        : stats.isFile()
-          ? stats.mode & 0o100
-            ? '100755'
-            : '100644'
-          : null;
-      if (mode !== expected.mode || stats.size !== expected.size) {
-        throw new DeltaFallback(
-          'DELTA_VERIFICATION_FAILED',
-          `${path} on disk (${mode ?? 'not a file'}, ${stats.size} bytes) is not what was written (${expected.mode}, ${expected.size} bytes)`,
-        );
-      }
-      found++;
-      if (performance.now() - sliceStart > SLICE_MS) {
-        await nextTurn();
-        sliceStart = performance.now();
-      }
-    }
-  }
-  if (found !== listing.size) {
-    throw new DeltaFallback(
-      'DELTA_VERIFICATION_FAILED',
-      `${listing.size - found} files of the commit are missing from the snapshot`,
-    );
   }
 }

@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, readFile, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { HostChangedFile, HostComparison, HostProvider } from '../../hosts/code-host.js';
@@ -10,11 +9,14 @@ import {
   applyCompareDelta,
   DeltaApplyFailed,
   DeltaVerificationFailed,
-  verifySnapshotTree,
+  proveTree,
+  reusedPaths,
   type BlobRequest,
   type FetchBlob,
 } from './delta-apply.js';
 import { planCompareDelta, type DeltaChange } from './delta-plan.js';
+import { gitObjectId } from './git-tree-hash.js';
+import { readBaseSnapshot, type BaseSnapshot } from './snapshot-listing.js';
 
 const GIT_ENV = {
   ...process.env,
@@ -53,11 +55,13 @@ function binary(seed: number, size = 5000): Buffer {
   return out;
 }
 
-/** The commit `rev` checked out into a new directory, as the restored archive of it would be. */
-async function checkout(rev: string): Promise<string> {
-  const dir = await mkdtemp(join(root, `snapshot-${rev}-`));
-  execFileSync('tar', ['-x', '-C', dir], { input: git(['archive', '--format=tar', rev]) });
-  return dir;
+/** The snapshot of commit `rev` as read from its archive (`git archive`), keeping what `changes` reuse. */
+async function baseOf(rev: string, changes: readonly DeltaChange[] = []): Promise<BaseSnapshot> {
+  return readBaseSnapshot([git(['archive', '--format=tar', rev])], {
+    keep: reusedPaths(changes),
+    format: 'sha1',
+    maxEntryBytes: 1024 * 1024,
+  });
 }
 
 interface RawDiffEntry {
@@ -282,19 +286,14 @@ describe('applyCompareDelta', () => {
     expect(rawDiff('A', 'B').map((entry) => entry.status)).toEqual(
       expect.arrayContaining(['A', 'D', 'M', 'R', 'T']),
     );
-    const snapshot = await checkout('A');
+    const base = await baseOf('A', changes);
     const requests: BlobRequest[] = [];
 
-    const result = await applyCompareDelta(changes, {
-      snapshotDir: snapshot,
-      cacheDir: join(root, 'cache-gitlab'),
-      fetchBlob: gitFetch(requests),
-      concurrency: 3,
-    });
+    const result = await applyCompareDelta(changes, base, { fetchBlob: gitFetch(requests), concurrency: 3 });
 
-    await verifySnapshotTree(snapshot, treeOf('B'));
+    proveTree(result.files, treeOf('B'), 'sha1');
     expect(result.filesChanged).toBe(changes.length);
-    // The pure rename and the two mode changes reuse the snapshot's bytes.
+    // The pure rename and the two mode changes reuse the base's bytes.
     expect(result.localReuses).toBe(3);
     expect(requests.every((request) => 'path' in request && request.ref === revParse('B'))).toBe(true);
     expect(result.blobsDownloaded).toBe(requests.length);
@@ -302,34 +301,36 @@ describe('applyCompareDelta', () => {
       (r) => git(['cat-file', 'blob', `B:${(r as { path: string }).path}`]).length,
     );
     expect(result.bytesDownloaded).toBe(downloaded.reduce((a, b) => a + b, 0));
-    // Directories left empty are gone, like a git checkout leaves them.
-    expect(existsSync(join(snapshot, 'gone'))).toBe(false);
-    expect(existsSync(join(snapshot, 'stays/b.txt'))).toBe(true);
+    // Directories left empty are gone, like a git checkout leaves them; new ones are there.
+    expect([...result.directories].filter((dir) => dir.startsWith('gone'))).toEqual([]);
+    expect(result.directories).toContain('new/very/deep/dir');
+    expect(result.files.has('stays/b.txt')).toBe(true);
+    // Every written path carries its content; the base itself is untouched.
+    for (const [path, written] of result.written) {
+      expect(gitObjectId('blob', written.data)).toBe(result.files.get(path)!.blobId);
+    }
+    proveTree(base.files, treeOf('A'), 'sha1');
   });
 
   it("turns A into exactly C from GitHub's answer (blob SHAs), and serves a second run from the cache", async () => {
     const changes = plannedChanges('A', 'C', 'github');
-    const cacheDir = join(root, 'cache-github');
-    const first = await checkout('A');
-    const firstRun = await applyCompareDelta(changes, {
-      snapshotDir: first,
-      cacheDir,
+    const cache = new Map<string, Buffer>();
+    const firstRun = await applyCompareDelta(changes, await baseOf('A', changes), {
       fetchBlob: gitFetch(),
       concurrency: 4,
+      cache,
     });
-    await verifySnapshotTree(first, treeOf('C'));
+    proveTree(firstRun.files, treeOf('C'), 'sha1');
     expect(firstRun.localReuses).toBe(1); // the pure rename: its source already has the blob id
     expect(firstRun.bytesDownloaded).toBeGreaterThan(0);
 
-    const second = await checkout('A');
     const requests: BlobRequest[] = [];
-    const secondRun = await applyCompareDelta(changes, {
-      snapshotDir: second,
-      cacheDir,
+    const secondRun = await applyCompareDelta(changes, await baseOf('A', changes), {
       fetchBlob: gitFetch(requests),
       concurrency: 4,
+      cache,
     });
-    await verifySnapshotTree(second, treeOf('C'));
+    proveTree(secondRun.files, treeOf('C'), 'sha1');
     expect(requests).toEqual([]);
     expect(secondRun.bytesDownloaded).toBe(0);
     expect(secondRun.cacheHits).toBe(firstRun.blobsDownloaded + firstRun.localReuses);
@@ -338,14 +339,14 @@ describe('applyCompareDelta', () => {
   it.each<HostProvider>(['gitlab', 'github'])(
     'replaces a directory by a file and a file by a directory (%s)',
     async (provider) => {
-      const snapshot = await checkout('A');
-      await applyCompareDelta(plannedChanges('A', 'E', provider), {
-        snapshotDir: snapshot,
-        cacheDir: join(root, `cache-e-${provider}`),
+      const changes = plannedChanges('A', 'E', provider);
+      const result = await applyCompareDelta(changes, await baseOf('A', changes), {
         fetchBlob: gitFetch(),
         concurrency: 2,
       });
-      await verifySnapshotTree(snapshot, treeOf('E'));
+      proveTree(result.files, treeOf('E'), 'sha1');
+      expect(result.directories).toContain('keep.txt');
+      expect(result.directories).not.toContain('stays');
     },
   );
 
@@ -355,48 +356,44 @@ describe('applyCompareDelta', () => {
   });
 
   it('fails the tree proof when an inherited mode was a wrong guess (a new executable on GitHub)', async () => {
-    const snapshot = await checkout('A');
-    await applyCompareDelta(plannedChanges('A', 'D', 'github'), {
-      snapshotDir: snapshot,
-      cacheDir: join(root, 'cache-d'),
+    const changes = plannedChanges('A', 'D', 'github');
+    const result = await applyCompareDelta(changes, await baseOf('A', changes), {
       fetchBlob: gitFetch(),
       concurrency: 2,
     });
-    await expect(verifySnapshotTree(snapshot, treeOf('D'))).rejects.toThrow(DeltaVerificationFailed);
+    expect(() => proveTree(result.files, treeOf('D'), 'sha1')).toThrow(DeltaVerificationFailed);
   });
 
   it('refuses blob bytes that do not hash to the blob id asked for', async () => {
-    const snapshot = await checkout('A');
+    const changes = plannedChanges('A', 'C', 'github');
     const corrupt: FetchBlob = async (request) => {
       const bytes = await gitFetch()(request);
       bytes[0] = bytes[0]! ^ 0xff;
       return bytes;
     };
     await expect(
-      applyCompareDelta(plannedChanges('A', 'C', 'github'), {
-        snapshotDir: snapshot,
-        cacheDir: join(root, 'cache-corrupt'),
-        fetchBlob: corrupt,
-        concurrency: 2,
-      }),
+      applyCompareDelta(changes, await baseOf('A', changes), { fetchBlob: corrupt, concurrency: 2 }),
     ).rejects.toMatchObject({ code: 'BLOB_MISMATCH' });
   });
 
   it('gives a different tree id when content read by path is corrupted', async () => {
-    const snapshot = await checkout('A');
+    const changes = plannedChanges('A', 'B', 'gitlab');
     const corruptOne: FetchBlob = async (request) => {
       const bytes = await gitFetch()(request);
       return 'path' in request && request.path === 'edit.txt'
         ? Buffer.concat([bytes, Buffer.from('x')])
         : bytes;
     };
-    await applyCompareDelta(plannedChanges('A', 'B', 'gitlab'), {
-      snapshotDir: snapshot,
-      cacheDir: join(root, 'cache-corrupt-path'),
+    const result = await applyCompareDelta(changes, await baseOf('A', changes), {
       fetchBlob: corruptOne,
       concurrency: 2,
     });
-    const failure = await verifySnapshotTree(snapshot, treeOf('B')).catch((e: unknown) => e);
+    let failure: unknown = null;
+    try {
+      proveTree(result.files, treeOf('B'), 'sha1');
+    } catch (e) {
+      failure = e;
+    }
     expect(failure).toBeInstanceOf(DeltaVerificationFailed);
     expect((failure as DeltaVerificationFailed).actualTreeId).not.toBe(treeOf('B'));
   });
@@ -420,71 +417,47 @@ describe('applyCompareDelta', () => {
       ['a .git component in any case', write('sub/.Git/config')],
       ['a removal outside', { op: 'remove', path: '../keep.txt' }],
       ['a rename source outside', write('stolen.txt', '../../etc/passwd')],
-    ])('refuses %s before touching anything', async (_name, change) => {
-      const snapshot = await checkout('A');
-      const error = await applyCompareDelta([change], {
-        snapshotDir: snapshot,
-        cacheDir: join(root, 'cache-evil'),
-        fetchBlob: evil,
-        concurrency: 1,
-      }).catch((e: unknown) => e);
+    ])('refuses %s', async (_name, change) => {
+      const base = await baseOf('A', [change]);
+      const error = await applyCompareDelta([change], base, { fetchBlob: evil, concurrency: 1 }).catch(
+        (e: unknown) => e,
+      );
       expect(error).toBeInstanceOf(DeltaApplyFailed);
       expect((error as DeltaApplyFailed).code).toBe('UNSAFE_PATH');
-      expect(existsSync(join(snapshot, '..', 'escape.txt'))).toBe(false);
-      await verifySnapshotTree(snapshot, treeOf('A'));
+      proveTree(base.files, treeOf('A'), 'sha1');
     });
 
-    it('never writes, removes or reads through a symlinked directory', async () => {
-      const outside = await mkdtemp(join(root, 'outside-'));
-      await writeFile(join(outside, 'victim.txt'), 'victim\n');
-      await writeFile(join(outside, 'secret.txt'), 'secret\n');
-      const snapshot = await checkout('A');
-      await symlink(outside, join(snapshot, 'out'));
-      const options = {
-        snapshotDir: snapshot,
-        cacheDir: join(root, 'cache-evil'),
-        fetchBlob: evil,
-        concurrency: 1,
-      };
-
-      await expect(applyCompareDelta([write('out/evil.txt')], options)).rejects.toThrow(DeltaApplyFailed);
-      await expect(applyCompareDelta([{ op: 'remove', path: 'out/victim.txt' }], options)).rejects.toThrow(
-        DeltaApplyFailed,
-      );
-      await expect(applyCompareDelta([write('stolen.txt', 'out/secret.txt')], options)).rejects.toThrow(
-        DeltaApplyFailed,
-      );
-      expect(existsSync(join(outside, 'evil.txt'))).toBe(false);
-      expect(await readFile(join(outside, 'victim.txt'), 'utf8')).toBe('victim\n');
-      expect(existsSync(join(snapshot, 'stolen.txt'))).toBe(false);
+    it('never writes, removes or reads below a symlink', async () => {
+      const base = await baseOf('A');
+      const target = Buffer.from('/outside');
+      base.files.set('out', { mode: '120000', blobId: gitObjectId('blob', target), size: target.length });
+      const options = { fetchBlob: evil, concurrency: 1 };
+      for (const change of [
+        write('out/evil.txt'),
+        { op: 'remove', path: 'out/victim.txt' } as DeltaChange,
+        write('stolen.txt', 'out/secret.txt'),
+      ]) {
+        const error = await applyCompareDelta([change], base, options).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(DeltaApplyFailed);
+        expect((error as DeltaApplyFailed).code).toBe('UNSAFE_PATH');
+      }
     });
   });
 
   it('refuses Git LFS pointer contents', async () => {
-    const snapshot = await checkout('A');
     const pointer = Buffer.from(
       'version https://git-lfs.github.com/spec/v1\noid sha256:' + 'a'.repeat(64) + '\nsize 12345\n',
     );
+    const change: DeltaChange = {
+      op: 'write',
+      path: 'model.bin',
+      source: null,
+      removeSource: false,
+      content: { from: 'path', path: 'model.bin', ref: 'B' },
+      mode: '100644',
+    };
     await expect(
-      applyCompareDelta(
-        [
-          {
-            op: 'write',
-            path: 'model.bin',
-            source: null,
-            removeSource: false,
-            content: { from: 'path', path: 'model.bin', ref: 'B' },
-            mode: '100644',
-          },
-        ],
-        {
-          snapshotDir: snapshot,
-          cacheDir: join(root, 'cache-lfs'),
-          fetchBlob: async () => pointer,
-          concurrency: 1,
-        },
-      ),
+      applyCompareDelta([change], await baseOf('A'), { fetchBlob: async () => pointer, concurrency: 1 }),
     ).rejects.toMatchObject({ code: 'LFS_POINTER' });
-    expect(existsSync(join(snapshot, 'model.bin'))).toBe(false);
   });
 });

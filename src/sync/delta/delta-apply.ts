@@ -1,49 +1,25 @@
 /**
- * Applies a validated compare-delta (delta-plan.ts) to a snapshot directory holding the base revision,
- * then proves the result with its git tree id.
+ * Applies a validated compare-delta (delta-plan.ts) to the listing of a base snapshot (read from its
+ * archive, snapshot-listing.ts): nothing is written to disk. The result is the new listing (mode and blob
+ * id of every file and symlink, which the tree proof hashes) and the content of every written path (which
+ * the new archive takes in place of the base's bytes).
  *
- * Order, so a failure half-way leaves nothing worse than a snapshot that fails its proof:
+ * Order:
  * 1. Check every path (the host's answer is untrusted input: no absolute paths, `..` or `.git`).
- * 2. Stage every new content in the blob cache, before anything is changed: downloads (checked against
- *    their blob id when there is one), and the bytes of rename and copy sources and of mode changes read
- *    from the snapshot itself. A rename whose source already has the new blob id downloads nothing.
- *    Modes the host did not give (`inherit`) are read from the snapshot here too.
- * 3. Remove removed paths and rename sources, then the directories that became empty.
- * 4. Write every new file or symlink through a temporary name and a rename, with its mode. Parent
- *    directories are created one component at a time and must be real directories (never a symlink a
- *    hostile answer could redirect the write through).
+ * 2. Stage every new content: downloads (checked against their blob id when there is one), and the bytes
+ *    of rename and copy sources and of mode changes from the base itself. A write whose base path already
+ *    has the blob id asked for downloads nothing. Modes the host did not give (`inherit`) come from the
+ *    base.
+ * 3. Remove removed paths and rename sources, then write: a write may not go below a file or symlink, nor
+ *    onto a directory, of the result.
  *
- * The blob cache is per worker and content-addressed: one file per blob id, written atomically (temporary
- * name, then rename), so concurrent syncs and crashes never leave a partial entry under a blob id.
+ * Contents are content-addressed in `cache` (blob id to bytes), which the caller may share between runs.
  */
-import { randomUUID } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
-import {
-  chmod,
-  copyFile,
-  lstat,
-  mkdir,
-  open,
-  readFile,
-  readlink,
-  rename,
-  rm,
-  rmdir,
-  symlink,
-  unlink,
-  writeFile,
-} from 'node:fs/promises';
-import { dirname, join } from 'node:path';
 import { createConcurrencyLimit } from './concurrency-limit.js';
 import type { DeltaChange, DeltaContent } from './delta-plan.js';
 import { unsafePathProblem } from './delta-plan.js';
-import {
-  computeGitTreeId,
-  gitObjectId,
-  hashSnapshotFile,
-  type GitBlobMode,
-  type GitObjectFormat,
-} from './git-tree-hash.js';
+import { gitObjectId, listingTreeId, type GitBlobMode, type GitObjectFormat } from './git-tree-hash.js';
+import type { BaseSnapshot, SnapshotListing } from './snapshot-listing.js';
 
 /** What to download: a blob by id, or a file by path as of a commit. */
 export type BlobRequest = { sha: string } | { path: string; ref: string };
@@ -51,34 +27,47 @@ export type BlobRequest = { sha: string } | { path: string; ref: string };
 export type FetchBlob = (request: BlobRequest) => Promise<Buffer>;
 
 export interface DeltaApplyOptions {
-  /** The snapshot of the base revision; changed in place. */
-  snapshotDir: string;
-  /** This worker's blob cache directory (created when missing). */
-  cacheDir: string;
   fetchBlob: FetchBlob;
-  /** Downloads and file operations at a time. */
+  /** Downloads at a time. */
   concurrency: number;
   objectFormat?: GitObjectFormat;
+  /** Blob id to content, filled and consulted here (default: a new one for this call). */
+  cache?: Map<string, Buffer>;
   /** Write Git LFS pointer files as they are instead of refusing the delta (default false). */
   allowLfsPointers?: boolean;
   signal?: AbortSignal;
 }
 
+/** One written file or symlink of the result. */
+export interface WrittenEntry {
+  mode: GitBlobMode;
+  /** File content, or a symlink's target. */
+  data: Buffer;
+}
+
 export interface DeltaApplyResult {
+  /** Every file and symlink of the result. */
+  files: SnapshotListing;
+  /** Every directory of the result. */
+  directories: Set<string>;
+  /** The written paths with their content. */
+  written: Map<string, WrittenEntry>;
+  /** Base paths that are not in the result as they were (removed, or written anew). */
+  replaced: Set<string>;
   /** Paths removed, written or changed in mode (a rename counts once). */
   filesChanged: number;
   /** Bytes downloaded from the host (cache hits and local reuse not counted). */
   bytesDownloaded: number;
   blobsDownloaded: number;
   cacheHits: number;
-  /** Contents taken from the snapshot itself (renames, copies, mode changes). */
+  /** Contents taken from the base itself (renames, copies, mode changes). */
   localReuses: number;
 }
 
 export type DeltaApplyFailureCode =
   'UNSAFE_PATH' | 'BLOB_MISMATCH' | 'LFS_POINTER' | 'SNAPSHOT_MISMATCH' | 'CONFLICTING_CHANGES';
 
-/** The delta could not be applied; the snapshot may be half-changed and must be rebuilt with git. */
+/** The delta cannot be applied to this base; the snapshot must be built with git. */
 export class DeltaApplyFailed extends Error {
   constructor(
     readonly code: DeltaApplyFailureCode,
@@ -110,86 +99,43 @@ const LFS_POINTER_PREFIXES = [
   Buffer.from('version https://git-lfs.github.com/spec/'),
   Buffer.from('version https://hawser.github.com/spec/'),
 ];
-const LFS_PREFIX_BYTES = Math.max(...LFS_POINTER_PREFIXES.map((prefix) => prefix.length));
 
 /** Whether content starts like a Git LFS pointer file. */
 export function isLfsPointer(head: Buffer): boolean {
   return LFS_POINTER_PREFIXES.some((prefix) => head.subarray(0, prefix.length).equals(prefix));
 }
 
-/** A per-worker content-addressed store of blobs, one file per blob id. */
-export class BlobCache {
-  constructor(
-    readonly dir: string,
-    readonly format: GitObjectFormat = 'sha1',
-  ) {}
-
-  /** Where the blob `id` is (or would be) stored. */
-  pathOf(id: string): string {
-    if (!/^[0-9a-f]+$/.test(id)) throw new TypeError(`not a blob id: ${JSON.stringify(id)}`);
-    return join(this.dir, id.slice(0, 2), id);
-  }
-
-  async has(id: string): Promise<boolean> {
-    try {
-      return (await lstat(this.pathOf(id))).isFile();
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
-      throw e;
-    }
-  }
-
-  /** Stores content under its blob id (computed here) and returns the id. */
-  async put(content: Buffer): Promise<string> {
-    const id = gitObjectId('blob', content, this.format);
-    if (await this.has(id)) return id;
-    await this.atomically(id, (temporary) => writeFile(temporary, content, { flag: 'wx' }));
-    return id;
-  }
-
-  /** Stores a copy of a file known to have the blob id `id`. */
-  async putFile(id: string, source: string): Promise<void> {
-    if (await this.has(id)) return;
-    await this.atomically(id, (temporary) => copyFile(source, temporary, fsConstants.COPYFILE_EXCL));
-  }
-
-  private async atomically(id: string, write: (temporary: string) => Promise<void>): Promise<void> {
-    const target = this.pathOf(id);
-    await mkdir(dirname(target), { recursive: true });
-    const temporary = `${target}.${randomUUID()}.tmp`;
-    try {
-      await write(temporary);
-      await rename(temporary, target);
-    } catch (e) {
-      await rm(temporary, { force: true });
-      throw e;
-    }
-  }
+/** Throws DeltaVerificationFailed unless the listing's tree id is `expectedTreeId`. */
+export function proveTree(files: SnapshotListing, expectedTreeId: string, format: GitObjectFormat): void {
+  const treeId = listingTreeId(files, format);
+  if (treeId !== expectedTreeId.toLowerCase()) throw new DeltaVerificationFailed(expectedTreeId, treeId);
 }
 
-/** A write with its content staged in the cache and its mode settled. */
+/** The base paths whose content `changes` may reuse: rename and copy sources, and written paths themselves. */
+export function reusedPaths(changes: readonly DeltaChange[]): Set<string> {
+  const paths = new Set<string>();
+  for (const change of changes) if (change.op === 'write') paths.add(change.source ?? change.path);
+  return paths;
+}
+
+/** A write with its content staged and its mode settled. */
 interface StagedWrite {
   path: string;
   blobId: string;
   mode: GitBlobMode;
+  data: Buffer;
 }
 
-/** Applies `changes` to the snapshot (see the module comment for the order and the guarantees). */
+/** Applies `changes` to `base` (see the module comment for the order and the guarantees). */
 export async function applyCompareDelta(
   changes: readonly DeltaChange[],
+  base: BaseSnapshot,
   opts: DeltaApplyOptions,
 ): Promise<DeltaApplyResult> {
   const format = opts.objectFormat ?? 'sha1';
-  const cache = new BlobCache(opts.cacheDir, format);
+  const cache = opts.cache ?? new Map<string, Buffer>();
   const limit = createConcurrencyLimit(opts.concurrency);
-  const result: DeltaApplyResult = {
-    filesChanged: 0,
-    bytesDownloaded: 0,
-    blobsDownloaded: 0,
-    cacheHits: 0,
-    localReuses: 0,
-  };
-  const absolute = (path: string): string => join(opts.snapshotDir, path);
+  const counts = { bytesDownloaded: 0, blobsDownloaded: 0, cacheHits: 0, localReuses: 0 };
 
   // 1. Paths.
   const removals: string[] = [];
@@ -211,29 +157,23 @@ export async function applyCompareDelta(
     throw new DeltaApplyFailed('CONFLICTING_CHANGES', '', 'a path is removed or written twice');
   }
 
-  // 2. Contents and modes, before the snapshot changes.
-  await mkdir(opts.cacheDir, { recursive: true });
+  // 2. Contents and modes.
   const staged = await settleAll(
     writes.map(async (change): Promise<StagedWrite> => {
       opts.signal?.throwIfAborted();
       const from = change.source ?? change.path;
-      const before = await limit(() =>
-        existingEntry(opts.snapshotDir, from, change.source === null ? 'target' : 'source', format),
-      );
-      const blobId = await stageContent(change.path, change.content, from, before);
+      if (change.source !== null) assertSource(base, from);
+      const before = base.files.get(from) ?? null;
+      const { blobId, data } = await stageContent(change.path, change.content, from, before?.blobId ?? null);
       const mode = change.mode === 'inherit' ? (before?.mode ?? '100644') : change.mode;
-      if (
-        !opts.allowLfsPointers &&
-        mode !== '120000' &&
-        (await limit(() => startsLikeLfsPointer(cache.pathOf(blobId))))
-      ) {
+      if (!opts.allowLfsPointers && mode !== '120000' && isLfsPointer(data)) {
         throw new DeltaApplyFailed(
           'LFS_POINTER',
           change.path,
           `${change.path} is a Git LFS pointer: LFS content is synced with git`,
         );
       }
-      return { path: change.path, blobId, mode };
+      return { path: change.path, blobId, mode, data };
     }),
   );
 
@@ -241,31 +181,33 @@ export async function applyCompareDelta(
     path: string,
     content: DeltaContent,
     from: string,
-    before: LocalEntry | null,
-  ): Promise<string> {
-    if (content.from === 'previous') {
-      if (!before) {
+    beforeBlobId: string | null,
+  ): Promise<{ blobId: string; data: Buffer }> {
+    const local = (): Buffer => {
+      const data = base.contents.get(from);
+      if (data === undefined) {
         throw new DeltaApplyFailed(
           'SNAPSHOT_MISMATCH',
           from,
           `${from} is not in the snapshot, so its bytes cannot be reused`,
         );
       }
-      await limit(() => stageLocal(before, absolute(from)));
-      result.localReuses++;
-      return before.blobId;
+      counts.localReuses++;
+      return data;
+    };
+    if (content.from === 'previous') {
+      // Contents are kept for base paths only, so one was found: the path has a blob id.
+      const data = local();
+      return { blobId: beforeBlobId!, data };
     }
     if (content.from === 'blob') {
       const sha = content.sha.toLowerCase();
-      if (await cache.has(sha)) {
-        result.cacheHits++;
-        return sha;
+      const cached = cache.get(sha);
+      if (cached) {
+        counts.cacheHits++;
+        return { blobId: sha, data: cached };
       }
-      if (before?.blobId === sha) {
-        await limit(() => stageLocal(before, absolute(from)));
-        result.localReuses++;
-        return sha;
-      }
+      if (beforeBlobId === sha) return { blobId: sha, data: keep(sha, local()) };
       const bytes = await limit(() => opts.fetchBlob({ sha }));
       const actual = gitObjectId('blob', bytes, format);
       if (actual !== sha) {
@@ -275,154 +217,87 @@ export async function applyCompareDelta(
           `the host sent ${bytes.length} bytes for blob ${sha} of ${path} that hash to ${actual}`,
         );
       }
-      await countDownload(bytes);
-      return sha;
+      countDownload(bytes);
+      return { blobId: sha, data: keep(sha, bytes) };
     }
     const bytes = await limit(() => opts.fetchBlob({ path: content.path, ref: content.ref }));
-    return countDownload(bytes);
+    countDownload(bytes);
+    const blobId = gitObjectId('blob', bytes, format);
+    return { blobId, data: keep(blobId, bytes) };
   }
 
-  async function countDownload(bytes: Buffer): Promise<string> {
-    result.blobsDownloaded++;
-    result.bytesDownloaded += bytes.length;
-    return limit(() => cache.put(bytes));
+  function countDownload(bytes: Buffer): void {
+    counts.blobsDownloaded++;
+    counts.bytesDownloaded += bytes.length;
   }
 
-  async function stageLocal(entry: LocalEntry, path: string): Promise<void> {
-    if (await cache.has(entry.blobId)) return;
-    if (entry.mode === '120000') await cache.put(await readlink(path, { encoding: 'buffer' }));
-    else await cache.putFile(entry.blobId, path);
+  function keep(blobId: string, data: Buffer): Buffer {
+    cache.set(blobId, data);
+    return data;
   }
 
-  // 3. Removals, then the directories they emptied (deepest first).
-  const emptied = new Set<string>();
-  await settleAll(
-    removals.map((path) =>
-      limit(async () => {
-        await assertRealParents(opts.snapshotDir, path);
-        const stats = await lstatOrNull(absolute(path));
-        if (!stats || stats.isDirectory()) {
-          throw new DeltaApplyFailed(
-            'SNAPSHOT_MISMATCH',
-            path,
-            `${path} is not a file or symlink in the snapshot`,
-          );
-        }
-        await unlink(absolute(path));
-        for (let parent = dirname(path); parent !== '.'; parent = dirname(parent)) emptied.add(parent);
-      }),
-    ),
-  );
-  const byDepth = [...emptied].sort((a, b) => b.split('/').length - a.split('/').length);
-  for (const dir of byDepth) {
-    try {
-      await rmdir(absolute(dir));
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOENT') throw e;
+  // 3. Removals, then writes.
+  const files: SnapshotListing = new Map(base.files);
+  const replaced = new Set<string>();
+  for (const path of removals) {
+    assertBelowDirectories(base.files, path);
+    if (!files.delete(path)) {
+      throw new DeltaApplyFailed(
+        'SNAPSHOT_MISMATCH',
+        path,
+        `${path} is not a file or symlink in the snapshot`,
+      );
     }
+    replaced.add(path);
   }
-
-  // 4. Writes.
-  const directories = new Map<string, Promise<void>>();
-  const ensureDirectory = (dir: string): Promise<void> => {
-    if (dir === '.') return Promise.resolve();
-    let pending = directories.get(dir);
-    if (!pending) {
-      pending = ensureDirectory(dirname(dir)).then(() => makeRealDirectory(absolute(dir), dir));
-      directories.set(dir, pending);
+  const directories = directoriesOf(files, base.emptyDirectories);
+  const written = new Map<string, WrittenEntry>();
+  for (const write of staged) {
+    if (directories.has(write.path)) {
+      throw new DeltaApplyFailed(
+        'SNAPSHOT_MISMATCH',
+        write.path,
+        `${write.path} is a directory in the snapshot`,
+      );
     }
-    return pending;
-  };
-  await settleAll(
-    staged.map(async (write) => {
-      opts.signal?.throwIfAborted();
-      await ensureDirectory(dirname(write.path));
-      await limit(() => writeEntry(absolute(write.path), write, cache));
-    }),
-  );
-  result.filesChanged = changes.length;
-  return result;
-}
-
-/**
- * Like Promise.all, but waits for every task before rejecting with the first failure: nothing may still be
- * writing into the snapshot or the cache when the caller starts cleaning up after a failed delta.
- */
-async function settleAll<T>(tasks: Promise<T>[]): Promise<T[]> {
-  const settled = await Promise.allSettled(tasks);
-  const failed = settled.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
-  if (failed) throw failed.reason;
-  return settled.map((outcome) => (outcome as PromiseFulfilledResult<T>).value);
-}
-
-/** Recomputes the snapshot's tree id; throws DeltaVerificationFailed unless it is `expectedTreeId`. */
-export async function verifySnapshotTree(
-  snapshotDir: string,
-  expectedTreeId: string,
-  opts: { objectFormat?: GitObjectFormat; concurrency?: number; signal?: AbortSignal } = {},
-): Promise<void> {
-  const { treeId } = await computeGitTreeId(snapshotDir, opts);
-  if (treeId !== expectedTreeId.toLowerCase()) throw new DeltaVerificationFailed(expectedTreeId, treeId);
-}
-
-interface LocalEntry {
-  mode: GitBlobMode;
-  blobId: string;
-}
-
-/**
- * Mode and blob id of a file or symlink in the snapshot, read without following a symlinked parent (it
- * could lead outside the snapshot). A `target` (the path written) may be missing or sit where the base
- * has a directory or a non-directory parent: removals clear those first, and writing checks again. A
- * `source` (rename or copy) must be a file or symlink below real directories.
- */
-async function existingEntry(
-  root: string,
-  path: string,
-  role: 'source' | 'target',
-  format: GitObjectFormat,
-): Promise<LocalEntry | null> {
-  const mismatch = (why: string) => new DeltaApplyFailed('SNAPSHOT_MISMATCH', path, `${path} ${why}`);
-  let current = root;
-  for (const part of path.split('/').slice(0, -1)) {
-    current = join(current, part);
-    const stats = await lstatOrNull(current);
-    if (stats?.isDirectory()) continue;
-    if (role === 'target') return null;
-    if (stats?.isSymbolicLink()) {
-      throw new DeltaApplyFailed('UNSAFE_PATH', path, `a parent of ${path} is a symlink in the snapshot`);
+    for (const parent of ancestors(write.path)) {
+      const blocking = files.get(parent);
+      if (blocking?.mode === '120000') {
+        throw new DeltaApplyFailed('UNSAFE_PATH', write.path, `a parent of ${write.path} is a symlink`);
+      }
+      if (blocking) {
+        throw new DeltaApplyFailed(
+          'SNAPSHOT_MISMATCH',
+          write.path,
+          `${parent} must be a directory for ${write.path}, and the snapshot has a file there`,
+        );
+      }
     }
-    throw mismatch('is not in the snapshot');
+    if (base.files.has(write.path)) replaced.add(write.path);
+    files.set(write.path, { mode: write.mode, blobId: write.blobId, size: write.data.length });
+    written.set(write.path, { mode: write.mode, data: write.data });
+    for (const parent of ancestors(write.path)) directories.add(parent);
   }
-  const absolutePath = join(root, path);
-  const stats = await lstatOrNull(absolutePath);
-  if (!stats || stats.isDirectory()) {
-    if (role === 'target') return null;
-    throw mismatch(stats ? 'is a directory in the snapshot' : 'is not in the snapshot');
-  }
-  const { mode, blobId } = await hashSnapshotFile(absolutePath, format);
-  return { mode, blobId };
+  return { files, directories, written, replaced, filesChanged: changes.length, ...counts };
 }
 
-async function lstatOrNull(path: string): Promise<Awaited<ReturnType<typeof lstat>> | null> {
-  try {
-    return await lstat(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
-    throw e;
+/** A rename or copy source must be a file or symlink of the base below real directories. */
+function assertSource(base: BaseSnapshot, path: string): void {
+  assertBelowDirectories(base.files, path);
+  if (!base.files.has(path)) {
+    const isDirectory = base.emptyDirectories.has(path) || hasEntryBelow(base.files, path);
+    throw new DeltaApplyFailed(
+      'SNAPSHOT_MISMATCH',
+      path,
+      `${path} ${isDirectory ? 'is a directory in the snapshot' : 'is not in the snapshot'}`,
+    );
   }
 }
 
-/** Refuses when a parent of `path` in the snapshot is missing or not a real directory (a symlink could lead outside). */
-async function assertRealParents(root: string, path: string): Promise<void> {
-  let current = root;
-  for (const part of path.split('/').slice(0, -1)) {
-    current = join(current, part);
-    const stats = await lstatOrNull(current);
-    if (!stats) throw new DeltaApplyFailed('SNAPSHOT_MISMATCH', path, `${path} is not in the snapshot`);
-    if (!stats.isDirectory()) {
+/** Refuses a path below a file or symlink of the listing (a symlink could lead anywhere). */
+function assertBelowDirectories(files: SnapshotListing, path: string): void {
+  for (const parent of ancestors(path)) {
+    if (files.has(parent)) {
       throw new DeltaApplyFailed(
         'UNSAFE_PATH',
         path,
@@ -432,53 +307,45 @@ async function assertRealParents(root: string, path: string): Promise<void> {
   }
 }
 
-async function makeRealDirectory(absolutePath: string, path: string): Promise<void> {
-  try {
-    await mkdir(absolutePath);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-  }
-  if (!(await lstat(absolutePath)).isDirectory()) {
-    throw new DeltaApplyFailed(
-      'SNAPSHOT_MISMATCH',
-      path,
-      `${path} must be a directory for the new files below it, and the snapshot has a file or symlink there`,
-    );
-  }
+function hasEntryBelow(files: SnapshotListing, dir: string): boolean {
+  const prefix = `${dir}/`;
+  for (const path of files.keys()) if (path.startsWith(prefix)) return true;
+  return false;
 }
 
-async function startsLikeLfsPointer(path: string): Promise<boolean> {
-  const handle = await open(path, 'r');
-  try {
-    const head = Buffer.alloc(LFS_PREFIX_BYTES);
-    const { bytesRead } = await handle.read(head, 0, head.length, 0);
-    return isLfsPointer(head.subarray(0, bytesRead));
-  } finally {
-    await handle.close();
-  }
+/** The parent directories of a path, nearest last (`a`, `a/b` for `a/b/c`). */
+function ancestors(path: string): string[] {
+  const found: string[] = [];
+  for (let at = path.indexOf('/'); at >= 0; at = path.indexOf('/', at + 1)) found.push(path.slice(0, at));
+  return found;
 }
 
-/** Writes one file or symlink from the cache under a temporary name, then renames it over the path. */
-async function writeEntry(absolutePath: string, write: StagedWrite, cache: BlobCache): Promise<void> {
-  const existing = await lstatOrNull(absolutePath);
-  if (existing?.isDirectory()) {
-    throw new DeltaApplyFailed(
-      'SNAPSHOT_MISMATCH',
-      write.path,
-      `${write.path} is a directory in the snapshot`,
-    );
-  }
-  const temporary = join(dirname(absolutePath), `.delta-${randomUUID()}.tmp`);
-  try {
-    if (write.mode === '120000') {
-      await symlink(await readFile(cache.pathOf(write.blobId)), temporary);
-    } else {
-      await copyFile(cache.pathOf(write.blobId), temporary, fsConstants.COPYFILE_EXCL);
-      await chmod(temporary, write.mode === '100755' ? 0o755 : 0o644);
+/** Every directory holding a listed path, plus the empty ones kept (with their parents). */
+export function directoriesOf(files: SnapshotListing, emptyDirectories: ReadonlySet<string>): Set<string> {
+  const directories = new Set<string>();
+  const add = (path: string): void => {
+    for (let at = path.lastIndexOf('/'); at > 0; at = path.lastIndexOf('/', at - 1)) {
+      const dir = path.slice(0, at);
+      if (directories.has(dir)) return;
+      directories.add(dir);
     }
-    await rename(temporary, absolutePath);
-  } catch (e) {
-    await rm(temporary, { force: true });
-    throw e;
+  };
+  for (const path of files.keys()) add(path);
+  for (const dir of emptyDirectories) {
+    if (files.has(dir)) continue;
+    directories.add(dir);
+    add(dir);
   }
+  return directories;
+}
+
+/**
+ * Like Promise.all, but waits for every task before rejecting with the first failure, so no download is
+ * still running when the caller moves on.
+ */
+async function settleAll<T>(tasks: Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(tasks);
+  const failed = settled.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((outcome) => (outcome as PromiseFulfilledResult<T>).value);
 }

@@ -270,3 +270,171 @@ async function hashRegularFile(
     await handle.close();
   }
 }
+/** The tree id of a listing of files and symlinks, built like git builds it (directories from the paths). */
+export function listingTreeId(
+  listing: ReadonlyMap<string, SnapshotFileEntry>,
+  format: GitObjectFormat = 'sha1',
+): string {
+  return new ListingTree(listing, format).rootId;
+}
+
+/** One entry of a directory of a ListingTree: a file or symlink (its mode) or a subdirectory (`40000`). */
+interface ListingTreeEntry {
+  mode: string;
+  /** Blob id (hex), or '' for a subdirectory (its id is the directory's). */
+  id: string;
+}
+
+type DirectoryEntries = Map<string, ListingTreeEntry>;
+
+/** Where a ListingTree's directories are read and changed. */
+interface DirectoryStore {
+  /** The entries of `dir`, to change. */
+  get(dir: string): DirectoryEntries | undefined;
+  set(dir: string, entries: DirectoryEntries): void;
+  delete(dir: string): void;
+}
+
+/** The directories of a tree as changed by a few paths: a changed directory gets its own copy. */
+class ChangedDirectories implements DirectoryStore {
+  /** Changed directories; null: removed. */
+  readonly changed = new Map<string, DirectoryEntries | null>();
+
+  constructor(private readonly base: ReadonlyMap<string, DirectoryEntries>) {}
+
+  get(dir: string): DirectoryEntries | undefined {
+    if (this.changed.has(dir)) return this.changed.get(dir) ?? undefined;
+    const original = this.base.get(dir);
+    if (original === undefined) return undefined;
+    const own = new Map(original);
+    this.changed.set(dir, own);
+    return own;
+  }
+
+  /** The entries of `dir` for reading (no copy). */
+  peek(dir: string): DirectoryEntries | undefined {
+    return this.changed.has(dir) ? (this.changed.get(dir) ?? undefined) : this.base.get(dir);
+  }
+
+  set(dir: string, entries: DirectoryEntries): void {
+    this.changed.set(dir, entries);
+  }
+
+  delete(dir: string): void {
+    this.changed.set(dir, null);
+  }
+}
+
+const parentOf = (path: string): string => {
+  const slash = path.lastIndexOf('/');
+  return slash < 0 ? '' : path.slice(0, slash);
+};
+const nameOf = (path: string): string => path.slice(path.lastIndexOf('/') + 1);
+
+/**
+ * The git trees of a listing of files and symlinks, every directory's id kept, so the id of the listing
+ * after a few changes costs only the directories on their paths (`idAfter`). The ids come from this
+ * process's own hashing: they are not checked the way a host's listing is (gitTreeObjectId).
+ */
+export class ListingTree {
+  /** Entries of every directory (`''` the root) by name. */
+  private readonly directories = new Map<string, DirectoryEntries>([['', new Map()]]);
+  private readonly ids = new Map<string, string>();
+  readonly rootId: string;
+
+  constructor(
+    listing: ReadonlyMap<string, SnapshotFileEntry>,
+    private readonly format: GitObjectFormat = 'sha1',
+  ) {
+    const store: DirectoryStore = {
+      get: (dir) => this.directories.get(dir),
+      set: (dir, entries) => this.directories.set(dir, entries),
+      delete: (dir) => this.directories.delete(dir),
+    };
+    for (const [path, entry] of listing) this.add(store, path, entry);
+    this.rootId = this.hash((dir) => this.directories.get(dir), [...this.directories.keys()], this.ids);
+  }
+
+  /** The tree id once `removed` are gone and `written` are set (removals first); this tree is unchanged. */
+  idAfter(removed: Iterable<string>, written: Iterable<[string, SnapshotFileEntry]>): string {
+    const store = new ChangedDirectories(this.directories);
+    for (const path of removed) this.remove(store, path);
+    for (const [path, entry] of written) this.add(store, path, entry);
+    // A changed directory and every directory above it get new ids.
+    const dirty = new Set<string>();
+    for (const dir of store.changed.keys()) {
+      for (let at: string | null = dir; at !== null && !dirty.has(at); at = at === '' ? null : parentOf(at)) {
+        dirty.add(at);
+      }
+    }
+    const ids = new Map(this.ids);
+    for (const dir of dirty) ids.delete(dir);
+    return this.hash((dir) => store.peek(dir), [...dirty], ids);
+  }
+
+  /** Adds a file or symlink, creating its directories. */
+  private add(store: DirectoryStore, path: string, entry: SnapshotFileEntry): void {
+    this.directory(store, parentOf(path)).set(nameOf(path), { mode: entry.mode, id: entry.blobId });
+  }
+
+  private directory(store: DirectoryStore, dir: string): DirectoryEntries {
+    let found = store.get(dir);
+    if (found === undefined) {
+      found = new Map();
+      store.set(dir, found);
+      this.directory(store, parentOf(dir)).set(nameOf(dir), { mode: '40000', id: '' });
+    }
+    return found;
+  }
+
+  /** Removes a path, and the directories it leaves empty. */
+  private remove(store: DirectoryStore, path: string): void {
+    const dir = parentOf(path);
+    const entries = store.get(dir);
+    if (!entries?.delete(nameOf(path))) return;
+    if (entries.size === 0 && dir !== '') {
+      store.delete(dir);
+      this.remove(store, dir);
+    }
+  }
+
+  /** Hashes the `dirty` directories deepest first (recording their ids in `ids`); the root's id. */
+  private hash(
+    entriesOf: (dir: string) => DirectoryEntries | undefined,
+    dirty: string[],
+    ids: Map<string, string>,
+  ): string {
+    const depth = (dir: string): number => {
+      let n = dir === '' ? 0 : 1;
+      for (let at = dir.indexOf('/'); at >= 0; at = dir.indexOf('/', at + 1)) n++;
+      return n;
+    };
+    const order = dirty.map((dir) => ({ dir, depth: depth(dir) })).sort((a, b) => b.depth - a.depth);
+    for (const { dir } of order) {
+      const entries = entriesOf(dir);
+      if (entries !== undefined) ids.set(dir, this.treeId(dir, entries, ids));
+    }
+    return ids.get('') ?? EMPTY_TREE_ID[this.format];
+  }
+
+  /** The id of one directory's tree object, its subdirectories' ids taken from `ids`. */
+  private treeId(dir: string, entries: DirectoryEntries, ids: ReadonlyMap<string, string>): string {
+    const rows: { key: string; head: Buffer; id: Buffer }[] = [];
+    for (const [name, entry] of entries) {
+      const isTree = entry.mode === '40000';
+      const id = isTree ? ids.get(dir === '' ? name : `${dir}/${name}`) : entry.id;
+      if (id === undefined) throw new Error(`no tree id for ${dir}/${name}`);
+      const nameBytes = Buffer.from(name, 'utf8');
+      rows.push({
+        // Git's order: bytewise by name, a tree's name as if it ended in `/`.
+        key: nameBytes.toString('latin1') + (isTree ? '/' : ''),
+        head: Buffer.concat([Buffer.from(`${entry.mode} `, 'latin1'), nameBytes, NUL]),
+        id: Buffer.from(id, 'hex'),
+      });
+    }
+    rows.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const parts: Buffer[] = [];
+    for (const row of rows) parts.push(row.head, row.id);
+    return gitObjectId('tree', Buffer.concat(parts), this.format);
+  }
+}

@@ -12,6 +12,7 @@ import type {
   SyncStateStore,
 } from './sync-types.js';
 import { settleAll } from '../settle-all.js';
+import type { SnapshotTarEntry } from '../../artifacts/reproducible-tarball.js';
 
 /** Resolves the git credentials of a repository (decrypted in memory, never logged). */
 export type CredentialSource = (repository: SyncRepository) => Promise<GitCredentials | undefined>;
@@ -26,6 +27,8 @@ export interface RevisionArchiving {
     branchId: string;
     sha: string;
     snapshotDir: string;
+    /** The snapshot's entries in tree order, when they are not read from `snapshotDir` (compare-delta). */
+    entries?: () => AsyncIterable<readonly SnapshotTarEntry[]>;
     commitTime: Date;
   }): Promise<{ archive: { sizeBytes: number }; reused: boolean }>;
   applyRetention(branchId: string): Promise<number>;
@@ -38,14 +41,20 @@ export interface RevisionArchiving {
 export interface DeltaUpdating {
   /** Why compare-delta cannot be tried for this repository and range, or null when it can. */
   blocker(repository: SyncRepository, fromSha: string): Promise<string | null>;
-  /** Updates `snapshotDir` to `toSha`; ok:false means fall back to git (the snapshot is then rebuilt). */
-  update(r: {
-    repository: SyncRepository;
-    snapshotDir: string;
-    fromSha: string;
-    toSha: string;
-  }): Promise<
-    | { ok: true; filesChanged: number; bytesDownloaded: number; commitTime: Date; detail: string }
+  /**
+   * The snapshot of `toSha`, proven, as the entries of its archive; ok:false means fall back to git. After
+   * ok:true the caller must `release()` once it has archived the entries (or given up).
+   */
+  update(r: { repository: SyncRepository; fromSha: string; toSha: string }): Promise<
+    | {
+        ok: true;
+        filesChanged: number;
+        bytesDownloaded: number;
+        commitTime: Date;
+        detail: string;
+        entries: () => AsyncIterable<readonly SnapshotTarEntry[]>;
+        release: () => Promise<void>;
+      }
     | { ok: false; code: string; reason: string }
   >;
 }
@@ -392,27 +401,30 @@ export class BranchSynchronizer {
     const fromSha = branch.syncedSha;
     const blocker = await delta.blocker(repo, fromSha);
     if (blocker !== null) return { reason: `compare-delta not used: ${blocker}` };
-    const result = await timed('delta', () =>
-      delta.update({ repository: repo, snapshotDir, fromSha, toSha }),
-    );
+    const result = await timed('delta', () => delta.update({ repository: repo, fromSha, toSha }));
     if (!result.ok) {
       this.log('compare-delta fell back to git', { branchId: branch.branchId, code: result.code });
       return { reason: `compare-delta fell back (${result.code}): ${result.reason}` };
     }
     let reason = `no cached clone needed: ${result.detail}`;
-    if (this.archiver) {
-      const archiver = this.archiver;
-      const archived = await timed('archive', () =>
-        archiver.archive({
-          tenantId: branch.tenantId,
-          repositoryId: repo.id,
-          branchId: branch.branchId,
-          sha: toSha,
-          snapshotDir,
-          commitTime: result.commitTime,
-        }),
-      );
-      reason = `${reason}; archive ${archived.reused ? 'reused' : 'stored'} (${archived.archive.sizeBytes} bytes)`;
+    try {
+      if (this.archiver) {
+        const archiver = this.archiver;
+        const archived = await timed('archive', () =>
+          archiver.archive({
+            tenantId: branch.tenantId,
+            repositoryId: repo.id,
+            branchId: branch.branchId,
+            sha: toSha,
+            snapshotDir,
+            entries: result.entries,
+            commitTime: result.commitTime,
+          }),
+        );
+        reason = `${reason}; archive ${archived.reused ? 'reused' : 'stored'} (${archived.archive.sizeBytes} bytes)`;
+      }
+    } finally {
+      await result.release();
     }
     return {
       done: {
