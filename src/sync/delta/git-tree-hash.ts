@@ -70,6 +70,8 @@ export const EMPTY_TREE_ID: Readonly<Record<GitObjectFormat, string>> = {
 
 const READ_CHUNK_BYTES = 1024 * 1024;
 const SLASH = Buffer.from('/');
+// eslint-disable-next-line no-control-regex
+const ASCII_NAME = /^[\x00-\x7f]*$/;
 const NUL = Buffer.from([0]);
 // O_NOFOLLOW: a file swapped for a symlink meanwhile is refused, not followed; O_NONBLOCK: one swapped for
 // a fifo does not hang the open.
@@ -419,22 +421,31 @@ export class ListingTree {
 
   /** The id of one directory's tree object, its subdirectories' ids taken from `ids`. */
   private treeId(dir: string, entries: DirectoryEntries, ids: ReadonlyMap<string, string>): string {
-    const rows: { key: string; head: Buffer; id: Buffer }[] = [];
+    const idBytes = this.format === 'sha256' ? 32 : 20;
+    const rows: { key: string; name: string; mode: string; id: string; nameBytes: number }[] = [];
+    let size = 0;
     for (const [name, entry] of entries) {
       const isTree = entry.mode === '40000';
       const id = isTree ? ids.get(dir === '' ? name : `${dir}/${name}`) : entry.id;
       if (id === undefined) throw new Error(`no tree id for ${dir}/${name}`);
-      const nameBytes = Buffer.from(name, 'utf8');
-      rows.push({
-        // Git's order: bytewise by name, a tree's name as if it ended in `/`.
-        key: nameBytes.toString('latin1') + (isTree ? '/' : ''),
-        head: Buffer.concat([Buffer.from(`${entry.mode} `, 'latin1'), nameBytes, NUL]),
-        id: Buffer.from(id, 'hex'),
-      });
+      const ascii = ASCII_NAME.test(name);
+      const nameBytes = ascii ? name.length : Buffer.byteLength(name, 'utf8');
+      // Git's order: bytewise by name, a tree's name as if it ended in `/` (latin1 of the UTF-8 bytes
+      // compares as the bytes do).
+      const bytewise = ascii ? name : Buffer.from(name, 'utf8').toString('latin1');
+      rows.push({ key: isTree ? `${bytewise}/` : bytewise, name, mode: entry.mode, id, nameBytes });
+      size += entry.mode.length + 1 + nameBytes + 1 + idBytes;
     }
     rows.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    const parts: Buffer[] = [];
-    for (const row of rows) parts.push(row.head, row.id);
-    return gitObjectId('tree', Buffer.concat(parts), this.format);
+    const object = Buffer.allocUnsafe(size);
+    let at = 0;
+    for (const row of rows) {
+      at += object.write(row.mode, at, 'latin1');
+      object[at++] = 0x20;
+      at += object.write(row.name, at, 'utf8');
+      object[at++] = 0;
+      at += object.write(row.id, at, 'hex');
+    }
+    return gitObjectId('tree', object, this.format);
   }
 }
