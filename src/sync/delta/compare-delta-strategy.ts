@@ -20,7 +20,7 @@
  * HostRateLimited and aborts are thrown, not turned into `ok: false`: the engine defers such work instead
  * of falling back to git. The caller removes the work dir once it has archived the result (or given up).
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -314,14 +314,21 @@ export class CompareDeltaStrategy {
     signal: AbortSignal | undefined,
   ): Promise<BaseSnapshot> {
     const keep = reusedPaths(changes);
+    // The archive is read as it arrives, and copied to the work dir on its way.
+    const gunzip = createGunzip({ chunkSize: GUNZIP_CHUNK_BYTES });
+    const copying = pipeline(archive, counter, new CopyingStream(copy), gunzip, { signal });
     try {
-      await pipeline(archive, counter, createWriteStream(copy), { signal });
-      return await readBaseSnapshot(this.readCopy(copy, signal), {
-        keep,
-        format,
-        maxEntryBytes: this.maxFileBytes,
-        signal,
-      });
+      const [, base] = await Promise.all([
+        copying,
+        readBaseSnapshot(gunzip, { keep, format, maxEntryBytes: this.maxFileBytes, signal }).catch(
+          (error: unknown) => {
+            // Stops the download and the copy too.
+            gunzip.destroy();
+            throw error;
+          },
+        ),
+      ]);
+      return base;
     } catch (error) {
       if (isAbort(error) || error instanceof ArchiveRejected) throw error;
       throw new ArchiveRejected(messageOf(error), { cause: error });
@@ -541,6 +548,29 @@ function isAbort(error: unknown): boolean {
  */
 function treeOrderKey(path: string, directory: boolean): string {
   return Buffer.from(directory ? `${path}/` : path, 'utf8').toString('latin1');
+}
+
+/** Passes the bytes on and writes them to a file, finished before the stream ends. */
+class CopyingStream extends Transform {
+  private readonly file: WriteStream;
+
+  constructor(path: string) {
+    super();
+    this.file = createWriteStream(path);
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.file.write(chunk, (error) => callback(error ?? null, chunk));
+  }
+
+  override _flush(callback: TransformCallback): void {
+    this.file.end((error?: Error | null) => callback(error ?? null));
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.file.destroy();
+    callback(error);
+  }
 }
 
 /** Counts the bytes passing through (the compressed archive read from the store). */
