@@ -112,12 +112,16 @@ export function createReproducibleTarball(
   dir: string,
   opts: ReproducibleTarballOptions,
 ): ReproducibleTarball {
+  return compressTar(tarBlocks(dir, entryTime(opts), opts.commitId), opts.signal);
+}
+
+/** Checks the options; the entries' time (whole seconds). */
+function entryTime(opts: ReproducibleTarballOptions): Date {
   if (Number.isNaN(opts.mtime.getTime())) throw new TypeError('mtime must be a valid date');
   if (opts.commitId !== undefined && !COMMIT_ID.test(opts.commitId)) {
     throw new TypeError('commitId must be a lowercase 40 or 64 hex SHA');
   }
-  const mtime = new Date(Math.floor(opts.mtime.getTime() / 1000) * 1000);
-  return compressTar(tarBlocks(dir, mtime, opts.commitId), opts.signal);
+  return new Date(Math.floor(opts.mtime.getTime() / 1000) * 1000);
 }
 
 /** One entry of a snapshot given as data rather than read from a directory (see `createTarballOfEntries`). */
@@ -142,12 +146,7 @@ export function createTarballOfEntries(
   entries: AsyncIterable<readonly SnapshotTarEntry[]>,
   opts: ReproducibleTarballOptions,
 ): ReproducibleTarball {
-  if (Number.isNaN(opts.mtime.getTime())) throw new TypeError('mtime must be a valid date');
-  if (opts.commitId !== undefined && !COMMIT_ID.test(opts.commitId)) {
-    throw new TypeError('commitId must be a lowercase 40 or 64 hex SHA');
-  }
-  const mtime = new Date(Math.floor(opts.mtime.getTime() / 1000) * 1000);
-  return compressTar(tarBlocksOfEntries(entries, mtime, opts.commitId), opts.signal);
+  return compressTar(tarBlocksOfEntries(entries, entryTime(opts), opts.commitId), opts.signal);
 }
 
 /** The tar stream of entries given in tree order. */
