@@ -12,6 +12,7 @@ import type { ConnectionTokens } from '../connections/connection-tokens.js';
 import type { CodeHosts } from '../hosts/code-hosts.js';
 import { HostRateLimited } from '../hosts/host-errors.js';
 import { CompareDeltaStrategy } from './delta/compare-delta-strategy.js';
+import { BlobCache } from './delta/delta-apply.js';
 import type { DeltaUpdating } from './engine/branch-synchronizer.js';
 import { deferredByHost } from './host-rate-limit.js';
 import type { SyncRepository } from './engine/sync-types.js';
@@ -27,7 +28,12 @@ export interface CompareDeltaUpdaterOptions {
   log: (msg: string, fields?: object) => void;
 }
 
+/** Changed files kept in memory by a worker, across its runs (GitHub serves them by blob id). */
+const BLOB_CACHE_BYTES = 64 * 1024 * 1024;
+
 export class CompareDeltaUpdater implements DeltaUpdating {
+  private readonly blobCache = new BlobCache(BLOB_CACHE_BYTES);
+
   constructor(private readonly opts: CompareDeltaUpdaterOptions) {}
 
   /** Removes what runs of an earlier process left in the work dir (call before any run starts). */
@@ -61,6 +67,8 @@ export class CompareDeltaUpdater implements DeltaUpdating {
         name: repository.name,
       },
       concurrency: this.opts.concurrency,
+      // Contents are verified by their ids, but no tenant's runs see another's.
+      blobCache: this.blobCache.scoped(repository.tenantId),
       log: this.opts.log,
     });
     let outcome;

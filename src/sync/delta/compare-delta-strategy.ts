@@ -37,6 +37,7 @@ import {
   DeltaApplyFailed,
   DeltaVerificationFailed,
   type BlobRequest,
+  type BlobStore,
   type DeltaApplyFailureCode,
   type DeltaApplyResult,
   directoriesOf,
@@ -73,6 +74,8 @@ export interface CompareDeltaStrategyOptions {
   concurrency?: number;
   /** Files larger than this are not held in memory: the run falls back to git (default 128 MiB). */
   maxFileBytes?: number;
+  /** This worker's blob cache for this tenant, shared by its runs (default: one per run). */
+  blobCache?: BlobStore;
   log?: (msg: string, fields?: object) => void;
 }
 
@@ -169,6 +172,7 @@ export class CompareDeltaStrategy {
   private readonly access: CompareDeltaHostAccess;
   private readonly concurrency: number;
   private readonly maxFileBytes: number;
+  private readonly blobCache: BlobStore | undefined;
   private readonly log: (msg: string, fields?: object) => void;
 
   constructor(options: CompareDeltaStrategyOptions) {
@@ -177,6 +181,7 @@ export class CompareDeltaStrategy {
     this.access = options.hostAccess;
     this.concurrency = options.concurrency ?? 8;
     this.maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+    this.blobCache = options.blobCache;
     this.log = options.log ?? (() => undefined);
   }
 
@@ -473,6 +478,7 @@ export class CompareDeltaStrategy {
         fetchBlob,
         concurrency: this.concurrency,
         objectFormat: format,
+        cache: this.blobCache,
         signal,
       });
     } catch (error) {

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { HostChangedFile, HostComparison, HostProvider } from '../../hosts/code-host.js';
 import {
   applyCompareDelta,
+  BlobCache,
   DeltaApplyFailed,
   DeltaVerificationFailed,
   proveTree,
@@ -314,7 +315,7 @@ describe('applyCompareDelta', () => {
 
   it("turns A into exactly C from GitHub's answer (blob SHAs), and serves a second run from the cache", async () => {
     const changes = plannedChanges('A', 'C', 'github');
-    const cache = new Map<string, Buffer>();
+    const cache = new BlobCache(1024 * 1024);
     const firstRun = await applyCompareDelta(changes, await baseOf('A', changes), {
       fetchBlob: gitFetch(),
       concurrency: 4,
@@ -459,5 +460,19 @@ describe('applyCompareDelta', () => {
     await expect(
       applyCompareDelta([change], await baseOf('A'), { fetchBlob: async () => pointer, concurrency: 1 }),
     ).rejects.toMatchObject({ code: 'LFS_POINTER' });
+  });
+
+  it('keeps the blob cache within its size, dropping the least recently used', () => {
+    const cache = new BlobCache(10);
+    cache.set('a', Buffer.alloc(4));
+    cache.set('b', Buffer.alloc(4));
+    cache.get('a');
+    cache.set('c', Buffer.alloc(4));
+    expect(cache.get('b')).toBeUndefined();
+    expect(cache.get('a')).toBeDefined();
+    expect(cache.get('c')).toBeDefined();
+    cache.set('huge', Buffer.alloc(11));
+    expect(cache.get('huge')).toBeUndefined();
+    expect(cache.size).toBe(2);
   });
 });

@@ -13,7 +13,7 @@
  * 3. Remove removed paths and rename sources, then write: a write may not go below a file or symlink, nor
  *    onto a directory, of the result.
  *
- * Contents are content-addressed in `cache` (blob id to bytes), which the caller may share between runs.
+ * Contents are content-addressed in a BlobCache (blob id to bytes), which the caller may share between runs.
  */
 import { createConcurrencyLimit } from './concurrency-limit.js';
 import type { DeltaChange, DeltaContent } from './delta-plan.js';
@@ -31,8 +31,8 @@ export interface DeltaApplyOptions {
   /** Downloads at a time. */
   concurrency: number;
   objectFormat?: GitObjectFormat;
-  /** Blob id to content, filled and consulted here (default: a new one for this call). */
-  cache?: Map<string, Buffer>;
+  /** Filled and consulted here (default: a new one for this call). */
+  cache?: BlobStore;
   /** Write Git LFS pointer files as they are instead of refusing the delta (default false). */
   allowLfsPointers?: boolean;
   signal?: AbortSignal;
@@ -111,6 +111,56 @@ export function proveTree(files: SnapshotListing, expectedTreeId: string, format
   if (treeId !== expectedTreeId.toLowerCase()) throw new DeltaVerificationFailed(expectedTreeId, treeId);
 }
 
+/** Verified contents by blob id. */
+export interface BlobStore {
+  get(id: string): Buffer | undefined;
+  set(id: string, data: Buffer): void;
+}
+
+/**
+ * Contents by blob id, the least recently used dropped beyond a total size. Only verified contents go in:
+ * a blob checked against the id it was asked by, or bytes keyed by the id computed from them.
+ */
+export class BlobCache implements BlobStore {
+  private readonly blobs = new Map<string, Buffer>();
+  private bytes = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
+  get(id: string): Buffer | undefined {
+    const data = this.blobs.get(id);
+    if (data !== undefined) {
+      // Most recently used last.
+      this.blobs.delete(id);
+      this.blobs.set(id, data);
+    }
+    return data;
+  }
+
+  set(id: string, data: Buffer): void {
+    if (data.length > this.maxBytes || this.blobs.has(id)) return;
+    this.blobs.set(id, data);
+    this.bytes += data.length;
+    for (const [oldest, old] of this.blobs) {
+      if (this.bytes <= this.maxBytes) break;
+      this.blobs.delete(oldest);
+      this.bytes -= old.length;
+    }
+  }
+
+  get size(): number {
+    return this.blobs.size;
+  }
+
+  /** A view whose ids are kept apart from every other scope's (one per tenant). */
+  scoped(scope: string): BlobStore {
+    return {
+      get: (id) => this.get(`${scope}:${id}`),
+      set: (id, data) => this.set(`${scope}:${id}`, data),
+    };
+  }
+}
+
 /** The base paths whose content `changes` may reuse: rename and copy sources, and written paths themselves. */
 export function reusedPaths(changes: readonly DeltaChange[]): Set<string> {
   const paths = new Set<string>();
@@ -133,7 +183,7 @@ export async function applyCompareDelta(
   opts: DeltaApplyOptions,
 ): Promise<DeltaApplyResult> {
   const format = opts.objectFormat ?? 'sha1';
-  const cache = opts.cache ?? new Map<string, Buffer>();
+  const cache = opts.cache ?? new BlobCache(Number.MAX_SAFE_INTEGER);
   const limit = createConcurrencyLimit(opts.concurrency);
   const counts = { bytesDownloaded: 0, blobsDownloaded: 0, cacheHits: 0, localReuses: 0 };
 
