@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { PrismaService } from '../database/prisma.service.js';
 import type { Provider, SyncTrigger } from '../repositories/repositories.types.js';
@@ -58,11 +59,15 @@ const TARGET_SQL = `SELECT "id", "tenantId", "provider", "webhookSecretEncrypted
 
 /*
  * Records a batch of deliveries in one statement (group commit: one round trip and one commit for all the
- * deliveries that arrived together). One row per delivery in arrays, in arrival order: $1 provider, $2
- * delivery id, $3 event, $4 outcome, $5 detail, $6 tenant id and $7 repository id (of the first target),
- * $8 branch name (null: the delivery marks no branch owed), $9 head the host reported (null: unknown or
- * deleted). The targets, flattened: $10 position of the delivery in the batch (1-based), $11 repository
- * id, $12 tenant id. $13 trigger, $14 lastWebhookAt resolution (s).
+ * deliveries that arrived together). The deliveries, in arrival order: $1 row id, $2 provider, $3
+ * delivery id, $4 event, $5 outcome, $6 detail, $7 tenant id and $8 repository id (of the first target).
+ * Their targets, one row per delivery and repository: $9 row id of the delivery, $10 its position in the
+ * batch, $11 repository id, $12 tenant id, $13 branch name (null: the delivery marks no branch owed), $14
+ * head the host reported (null: unknown or deleted). $15 trigger, $16 lastWebhookAt resolution (s).
+ *
+ * Every join between rows of the batch is either a sort (DISTINCT ON) or a hashed IN; the rest are index
+ * lookups: the planner has no estimate of the arrays' lengths, and a nested loop between two of them
+ * costs the square of the batch. Which delivery owes which branch is worked out by the caller.
  *
  * A repeated delivery id (seen before, or earlier in the same batch) is not fresh and changes nothing:
  * the first of a batch is inserted, in (provider, delivery id) order so that two batches holding the same
@@ -86,53 +91,46 @@ const TARGET_SQL = `SELECT "id", "tenantId", "provider", "webhookSecretEncrypted
  */
 const RECORD_BATCH_SQL = `
 WITH d AS (
-  SELECT * FROM unnest($1::"Provider"[], $2::text[], $3::text[], $4::"DeliveryOutcome"[], $5::text[],
-    $6::uuid[], $7::uuid[], $8::text[], $9::text[])
-    WITH ORDINALITY AS d("provider", "deliveryId", "event", "outcome", "detail", "tenantId", "repositoryId",
-      "branch", "after", "ord")
-), firsts AS (
-  SELECT DISTINCT ON ("provider", "deliveryId") * FROM d ORDER BY "provider", "deliveryId", "ord"
+  SELECT * FROM unnest($1::uuid[], $2::"Provider"[], $3::text[], $4::text[], $5::"DeliveryOutcome"[],
+    $6::text[], $7::uuid[], $8::uuid[])
+    WITH ORDINALITY AS d("id", "provider", "deliveryId", "event", "outcome", "detail", "tenantId",
+      "repositoryId", "ord")
 ), ins AS (
   INSERT INTO "WebhookDelivery"
     ("id", "provider", "deliveryId", "event", "outcome", "detail", "tenantId", "repositoryId", "receivedAt")
   -- The repository may have been deleted since its secret was looked up (and cached): record it without.
-  SELECT gen_random_uuid(), f."provider", f."deliveryId", f."event", f."outcome", f."detail", f."tenantId",
-    r."id", now()
-  FROM firsts f LEFT JOIN "Repository" r ON r."id" = f."repositoryId"
-  ORDER BY f."provider", f."deliveryId"
+  SELECT d."id", d."provider", d."deliveryId", d."event", d."outcome", d."detail", d."tenantId", r."id", now()
+  FROM d LEFT JOIN "Repository" r ON r."id" = d."repositoryId"
+  ORDER BY d."provider", d."deliveryId", d."ord"
   ON CONFLICT ("provider", "deliveryId") DO NOTHING
-  RETURNING "id", "provider", "deliveryId"
-), fresh AS (
-  SELECT f."ord", i."id", f."branch", f."after"
-  FROM ins i JOIN firsts f ON f."provider" = i."provider" AND f."deliveryId" = i."deliveryId"
+  RETURNING "id"
 ), targets AS (
-  SELECT DISTINCT t."ord", t."repositoryId", t."tenantId" FROM unnest($10::int[], $11::uuid[], $12::uuid[])
-    AS t("ord", "repositoryId", "tenantId")
-  WHERE t."ord" IN (SELECT "ord" FROM fresh)
-), hits AS (
-  -- Each fresh delivery's tracked branches (one per target repository at most).
-  SELECT f."ord", f."after", b."id"
-  FROM fresh f JOIN targets t ON t."ord" = f."ord"
-  JOIN "Branch" b ON b."repositoryId" = t."repositoryId" AND b."tenantId" = t."tenantId"
-    AND b."name" = f."branch" AND b."deletedAt" IS NULL
+  SELECT t."ord", t."repositoryId", t."tenantId", t."branch", t."after"
+  FROM unnest($9::uuid[], $10::int[], $11::uuid[], $12::uuid[], $13::text[], $14::text[])
+    AS t("deliveryRowId", "ord", "repositoryId", "tenantId", "branch", "after")
+  WHERE (SELECT count(*) FROM ins) >= 0 AND t."deliveryRowId" IN (SELECT "id" FROM ins)
 ), last AS (
-  SELECT DISTINCT ON ("id") "id", "after" FROM hits ORDER BY "id", "ord" DESC
+  SELECT DISTINCT ON ("repositoryId", "tenantId", "branch") "repositoryId", "tenantId", "branch", "after"
+  FROM targets WHERE "branch" IS NOT NULL
+  ORDER BY "repositoryId", "tenantId", "branch", "ord" DESC
 ), matched AS (
-  SELECT b."id", b."tenantId", b."repositoryId"
-  FROM "Branch" b JOIN last l ON l."id" = b."id"
-  WHERE l."after" IS NULL
-    OR (b."status" = 'SYNCING' AND b."syncTargetSha" IS DISTINCT FROM l."after")
-    OR (b."status" <> 'SYNCING' AND (b."status" <> 'SYNCED' OR b."syncedSha" IS DISTINCT FROM l."after"))
+  SELECT b."id", b."tenantId", b."repositoryId", b."name"
+  FROM last l JOIN "Branch" b
+    ON b."repositoryId" = l."repositoryId" AND b."name" = l."branch" AND b."tenantId" = l."tenantId"
+  WHERE b."deletedAt" IS NULL
+    AND (l."after" IS NULL
+         OR (b."status" = 'SYNCING' AND b."syncTargetSha" IS DISTINCT FROM l."after")
+         OR (b."status" <> 'SYNCING' AND (b."status" <> 'SYNCED' OR b."syncedSha" IS DISTINCT FROM l."after")))
 ), locked AS (
   SELECT b."id", l."after"
-  FROM "Branch" b JOIN last l ON l."id" = b."id"
-  WHERE (SELECT count(*) FROM ins) >= 0
-    AND b."deletedAt" IS NULL
+  FROM last l JOIN "Branch" b
+    ON b."repositoryId" = l."repositoryId" AND b."name" = l."branch" AND b."tenantId" = l."tenantId"
+  WHERE b."deletedAt" IS NULL
     AND (l."after" IS NULL
          OR (b."status" = 'SYNCING' AND b."syncTargetSha" IS DISTINCT FROM l."after")
          OR (b."status" <> 'SYNCING' AND (b."status" <> 'SYNCED' OR b."syncedSha" IS DISTINCT FROM l."after")))
     AND NOT ((b."status" = 'OUTDATED' OR (b."status" = 'SYNCING' AND b."dirty"))
-             AND b."pendingTrigger" IS NOT DISTINCT FROM $13::"SyncTrigger"
+             AND b."pendingTrigger" IS NOT DISTINCT FROM $15::"SyncTrigger"
              AND (l."after" IS NULL OR b."remoteHeadSha" IS NOT DISTINCT FROM l."after"))
   ORDER BY b."id"
   FOR NO KEY UPDATE OF b
@@ -140,39 +138,35 @@ WITH d AS (
   UPDATE "Branch" b SET
     "dirty" = (b."status" = 'SYNCING') OR b."dirty",
     "status" = CASE WHEN b."status" = 'SYNCING' THEN b."status" ELSE 'OUTDATED'::"SyncStatus" END,
-    "pendingTrigger" = $13::"SyncTrigger",
+    "pendingTrigger" = $15::"SyncTrigger",
     "remoteHeadSha" = COALESCE(l."after", b."remoteHeadSha"),
     "updatedAt" = now()
   FROM locked l WHERE b."id" = l."id"
-  RETURNING b."id", b."tenantId", b."repositoryId"
-), touched AS (
-  SELECT DISTINCT t."repositoryId", t."tenantId" FROM targets t
+  RETURNING b."id", b."tenantId", b."repositoryId", b."name"
 ), repos_locked AS (
   SELECT r."id"
-  FROM "Repository" r JOIN touched t ON t."repositoryId" = r."id" AND t."tenantId" = r."tenantId"
+  FROM (SELECT DISTINCT "repositoryId", "tenantId" FROM targets) t
+  JOIN "Repository" r ON r."id" = t."repositoryId" AND r."tenantId" = t."tenantId"
   WHERE (SELECT count(*) FROM changed) >= 0
     AND (r."lastWebhookAt" IS NULL
-         OR r."lastWebhookAt" < now() - make_interval(secs => $14::int)
-         OR (r."status" IN ('SYNCED', 'PENDING')
-             AND EXISTS (SELECT 1 FROM matched m WHERE m."repositoryId" = r."id")))
+         OR r."lastWebhookAt" < now() - make_interval(secs => $16::int)
+         OR (r."status" IN ('SYNCED', 'PENDING') AND r."id" IN (SELECT "repositoryId" FROM matched)))
   ORDER BY r."id"
   FOR NO KEY UPDATE OF r
 ), repos AS (
   UPDATE "Repository" r SET
     "lastWebhookAt" = now(),
-    "status" = CASE WHEN r."status" IN ('SYNCED', 'PENDING')
-        AND EXISTS (SELECT 1 FROM matched m WHERE m."repositoryId" = r."id")
+    "status" = CASE WHEN r."status" IN ('SYNCED', 'PENDING') AND r."id" IN (SELECT "repositoryId" FROM matched)
       THEN 'OUTDATED'::"SyncStatus" ELSE r."status" END
   FROM repos_locked l WHERE r."id" = l."id"
   RETURNING r."id"
-), owed AS (
-  SELECT "id", "tenantId", "repositoryId", true AS "changed" FROM changed
-  UNION ALL
-  SELECT "id", "tenantId", "repositoryId", false FROM matched m
-  WHERE NOT EXISTS (SELECT 1 FROM changed c WHERE c."id" = m."id")
 )
-SELECT f."ord", f."id" AS "deliveryRowId", o."id" AS "branchId", o."tenantId", o."repositoryId", o."changed"
-FROM fresh f LEFT JOIN (hits h JOIN owed o ON o."id" = h."id") ON h."ord" = f."ord"`;
+SELECT 'recorded' AS "row", "id", NULL::uuid AS "tenantId", NULL::uuid AS "repositoryId", NULL AS "name"
+FROM ins
+UNION ALL
+SELECT 'owed', "id", "tenantId", "repositoryId", "name" FROM matched
+UNION ALL
+SELECT 'changed', "id", "tenantId", "repositoryId", "name" FROM changed`;
 
 const MARK_ENQUEUED_SQL = `UPDATE "WebhookDelivery" SET "enqueuedAt" = now() WHERE "id" = ANY($1::uuid[]) AND "enqueuedAt" IS NULL`;
 
@@ -215,80 +209,78 @@ export class WebhookDeliveryRepository {
    * the head the host reported. A repeated delivery id changes nothing. One result per delivery, in order.
    */
   async recordBatch(ds: readonly DeliveryRecord[]): Promise<RecordedDelivery[]> {
-    const c = {
-      provider: [] as Provider[],
-      deliveryId: [] as string[],
-      event: [] as string[],
-      outcome: [] as DeliveryOutcome[],
-      detail: [] as string[],
-      tenantId: [] as (string | null)[],
-      repositoryId: [] as (string | null)[],
+    const rowIds = ds.map(() => randomUUID());
+    const t = {
+      deliveryRowId: [] as string[],
+      ord: [] as number[],
+      repositoryId: [] as string[],
+      tenantId: [] as string[],
       branch: [] as (string | null)[],
       after: [] as (string | null)[],
-      targetOrd: [] as number[],
-      targetRepositoryId: [] as string[],
-      targetTenantId: [] as string[],
     };
     ds.forEach((d, i) => {
       const update = d.outcome === 'ACCEPTED' ? d.branchUpdate : null;
-      c.provider.push(d.provider);
-      c.deliveryId.push(d.deliveryId);
-      c.event.push(d.event);
-      c.outcome.push(d.outcome);
-      c.detail.push(d.detail.slice(0, 500));
-      c.tenantId.push(d.repositories[0]?.tenantId ?? null);
-      c.repositoryId.push(d.repositories[0]?.id ?? null);
-      c.branch.push(update?.branch ?? null);
-      c.after.push(update?.after ?? null);
       for (const r of d.repositories) {
-        c.targetOrd.push(i + 1);
-        c.targetRepositoryId.push(r.id);
-        c.targetTenantId.push(r.tenantId);
+        t.deliveryRowId.push(rowIds[i]!);
+        t.ord.push(i + 1);
+        t.repositoryId.push(r.id);
+        t.tenantId.push(r.tenantId);
+        t.branch.push(update?.branch ?? null);
+        t.after.push(update?.after ?? null);
       }
     });
     const { rows } = await this.prisma.pool.query<{
-      ord: string;
-      deliveryRowId: string;
-      branchId: string | null;
+      row: 'recorded' | 'owed' | 'changed';
+      id: string;
       tenantId: string | null;
       repositoryId: string | null;
-      changed: boolean | null;
+      name: string | null;
     }>({
       name: 'webhook-record-batch',
       text: RECORD_BATCH_SQL,
       values: [
-        c.provider,
-        c.deliveryId,
-        c.event,
-        c.outcome,
-        c.detail,
-        c.tenantId,
-        c.repositoryId,
-        c.branch,
-        c.after,
-        c.targetOrd,
-        c.targetRepositoryId,
-        c.targetTenantId,
+        rowIds,
+        ds.map((d) => d.provider),
+        ds.map((d) => d.deliveryId),
+        ds.map((d) => d.event),
+        ds.map((d) => d.outcome),
+        ds.map((d) => d.detail.slice(0, 500)),
+        ds.map((d) => d.repositories[0]?.tenantId ?? null),
+        ds.map((d) => d.repositories[0]?.id ?? null),
+        t.deliveryRowId,
+        t.ord,
+        t.repositoryId,
+        t.tenantId,
+        t.branch,
+        t.after,
         WEBHOOK_TRIGGER,
         LAST_WEBHOOK_AT_RESOLUTION_S,
       ],
     });
-    const results: RecordedDelivery[] = ds.map(() => ({ fresh: false, deliveryRowId: null, owed: [] }));
+    const recorded = new Set<string>();
+    // Owed branches by repository and name (unique among live branches).
+    const owed = new Map<string, OwedBranch>();
     for (const row of rows) {
-      const result = results[Number(row.ord) - 1];
-      if (!result) continue;
-      result.fresh = true;
-      result.deliveryRowId = row.deliveryRowId;
-      if (row.branchId !== null && row.tenantId !== null && row.repositoryId !== null) {
-        result.owed.push({
-          id: row.branchId,
-          tenantId: row.tenantId,
-          repositoryId: row.repositoryId,
-          changed: row.changed === true,
-        });
+      if (row.row === 'recorded') {
+        recorded.add(row.id);
+      } else if (row.tenantId !== null && row.repositoryId !== null && row.name !== null) {
+        const key = `${row.repositoryId}/${row.name}`;
+        const changed = row.row === 'changed' || owed.get(key)?.changed === true;
+        owed.set(key, { id: row.id, tenantId: row.tenantId, repositoryId: row.repositoryId, changed });
       }
     }
-    return results;
+    return ds.map((d, i) => {
+      const deliveryRowId = rowIds[i]!;
+      if (!recorded.has(deliveryRowId)) return { fresh: false, deliveryRowId: null, owed: [] };
+      const branches: OwedBranch[] = [];
+      const update = d.outcome === 'ACCEPTED' ? d.branchUpdate : null;
+      for (const r of update ? d.repositories : []) {
+        const branch = owed.get(`${r.id}/${update?.branch}`);
+        // Each delivery gets its own objects (the handoff keeps them).
+        if (branch?.tenantId === r.tenantId) branches.push({ ...branch });
+      }
+      return { fresh: true, deliveryRowId, owed: branches };
+    });
   }
 
   /** Marks deliveries whose owed jobs are in the queue (or that owed none), in one statement. */
