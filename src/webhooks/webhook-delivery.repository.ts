@@ -65,9 +65,10 @@ const TARGET_SQL = `SELECT "id", "tenantId", "provider", "webhookSecretEncrypted
  * batch, $11 repository id, $12 tenant id, $13 branch name (null: the delivery marks no branch owed), $14
  * head the host reported (null: unknown or deleted). $15 trigger, $16 lastWebhookAt resolution (s).
  *
- * Every join between rows of the batch is either a sort (DISTINCT ON) or a hashed IN; the rest are index
- * lookups: the planner has no estimate of the arrays' lengths, and a nested loop between two of them
- * costs the square of the batch. Which delivery owes which branch is worked out by the caller.
+ * The planner cannot size the arrays (it assumes a few rows), and a nested loop between two of them costs
+ * the square of the batch: so the row ids come from the caller (no join back from the inserted rows), the
+ * targets are matched to the inserted rows once (IN), each branch is reduced to its last delivery by a sort
+ * before it is looked up, and which delivery owes which branch is worked out by the caller.
  *
  * A repeated delivery id (seen before, or earlier in the same batch) is not fresh and changes nothing:
  * the first of a batch is inserted, in (provider, delivery id) order so that two batches holding the same
