@@ -6,6 +6,7 @@ import { SecretBox } from '../common/secret-box.js';
 import { InstallationEvents } from '../connections/installation-events.js';
 import type { Provider } from '../repositories/repositories.types.js';
 import { DeliveryHandoff } from './delivery-handoff.js';
+import { DeliveryRecorder } from './delivery-recorder.js';
 import { type HostEvent, githubEvent, gitlabEvent } from './host-events.js';
 import { type DeliveryOutcome, WebhookDeliveryRepository } from './webhook-delivery.repository.js';
 import { githubSignatureValid, gitlabTokenValid, webhookSecretContext } from './webhook-signature.js';
@@ -37,8 +38,9 @@ function header(headers: WebhookHeaders, name: string): string | null {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
- * Webhook intake: authenticate the raw body, record the delivery and the owed branches in one statement,
- * answer, then enqueue (`DeliveryHandoff`). Bad requests touch nothing but a counter.
+ * Webhook intake: authenticate the raw body, record the delivery and the owed branches in one statement
+ * (with the deliveries arriving at the same time: `DeliveryRecorder`), answer, then enqueue
+ * (`DeliveryHandoff`). Bad requests touch nothing but a counter.
  */
 @Injectable()
 export class WebhooksService {
@@ -50,6 +52,7 @@ export class WebhooksService {
     private readonly counters: WebhookCounters,
     private readonly targets: WebhookTargets,
     private readonly handoff: DeliveryHandoff,
+    private readonly recorder: DeliveryRecorder,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly installations: InstallationEvents,
   ) {}
@@ -228,7 +231,7 @@ export class WebhooksService {
           : repositories.length
             ? hostEvent.detail
             : `${hostEvent.detail}; repository not tracked`;
-    const recorded = await this.deliveries.record({
+    const recorded = await this.recorder.record({
       provider,
       deliveryId,
       event,
