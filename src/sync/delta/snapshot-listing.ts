@@ -50,12 +50,16 @@ export async function readBaseSnapshot(
   for await (const batch of readSnapshotArchive(chunks, { maxEntryBytes: opts.maxEntryBytes })) {
     for (const entry of batch) {
       const { path } = entry;
-      const unsafe = unsafePathProblem(path);
+      // Below a directory entry already accepted (as every archive lists them, before their contents),
+      // only the last component is new: its parents were checked with that directory.
+      const slash = path.lastIndexOf('/');
+      const checkedParent = slash > 0 && directories.has(path.slice(0, slash));
+      const unsafe = unsafePathProblem(checkedParent ? path.slice(slash + 1) : path);
       if (unsafe) throw new ArchiveRejected(`entry ${JSON.stringify(path)}: ${unsafe}`);
       if (files.has(path) || directories.has(path)) {
         throw new ArchiveRejected(`${JSON.stringify(path)} is in the archive twice`);
       }
-      for (let at = path.indexOf('/'); at >= 0; at = path.indexOf('/', at + 1)) {
+      for (let at = checkedParent ? -1 : path.indexOf('/'); at >= 0; at = path.indexOf('/', at + 1)) {
         const parent = files.get(path.slice(0, at));
         if (parent) {
           const what = parent.mode === '120000' ? 'a symlink' : 'a file';
