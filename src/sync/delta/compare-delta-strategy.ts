@@ -46,7 +46,6 @@ import {
 import { planCompareDelta, type DeltaChange, type DeltaRefusalCode } from './delta-plan.js';
 import {
   ListingTree,
-  SnapshotNotHashable,
   type GitObjectFormat,
   type SnapshotFileEntry,
 } from './git-tree-hash.js';
@@ -114,7 +113,6 @@ export type CompareDeltaFailureCode =
   | 'ARCHIVE_MISMATCH'
   | 'HOST_ERROR'
   | 'DELTA_VERIFICATION_FAILED'
-  | 'SNAPSHOT_NOT_HASHABLE'
   | 'DELTA_FAILED';
 
 export type CompareDeltaOutcome =
@@ -525,7 +523,6 @@ export class CompareDeltaStrategy {
     if (error instanceof ArchiveRejected) {
       return fail('ARCHIVE_INVALID', `the archive of ${short(fromSha)} cannot be restored: ${error.message}`);
     }
-    if (error instanceof SnapshotNotHashable) return fail('SNAPSHOT_NOT_HASHABLE', error.message);
     // Anything else (disk full, permissions...) also only costs a git checkout; keep the stack in the log.
     this.log('compare-delta failed unexpectedly', {
       repositoryId: this.repositoryId,

@@ -5,12 +5,13 @@ import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  computeGitTreeId,
   EMPTY_TREE_ID,
+  gitObjectId,
   gitTreeObjectId,
-  hashSnapshotFile,
-  SnapshotNotHashable,
+  listingTreeId,
+  type GitObjectFormat,
 } from './git-tree-hash.js';
+import { readBaseSnapshot } from './snapshot-listing.js';
 
 const GIT_ENV = {
   ...process.env,
@@ -49,7 +50,7 @@ function gitWriteTree(): string {
   return git(['write-tree']).toString().trim();
 }
 
-/** path -> mode and blob id of every file git recorded, paths decoded like computeGitTreeId does. */
+/** path -> mode and blob id of every file git recorded. */
 function gitListing(): Map<string, { mode: string; blobId: string }> {
   const listing = new Map<string, { mode: string; blobId: string }>();
   const out = git(['ls-files', '-s', '-z']);
@@ -77,7 +78,14 @@ afterEach(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-describe('computeGitTreeId', () => {
+/** The listing of tree `treeId` read from its archive by `git archive`, as compare-delta reads an archive. */
+async function listingOf(treeId: string, format: GitObjectFormat = 'sha1') {
+  const tar = git(['archive', '--format=tar', treeId]);
+  const base = await readBaseSnapshot([tar], { keep: new Set(), format, maxEntryBytes: 16 * 1024 * 1024 });
+  return base.files;
+}
+
+describe('listingTreeId over the listing of an archive', () => {
   it('gives the tree id git writes, for every kind of entry git records', async () => {
     const at = (path: string) => join(snapshot, path);
     await mkdir(at('nested/deeper/deepest'), { recursive: true });
@@ -93,12 +101,14 @@ describe('computeGitTreeId', () => {
     await symlink('../../nowhere', at('dangling-link'));
     await writeFile(at('empty.txt'), '');
     await writeFile(at('binary.bin'), Buffer.from([0, 1, 2, 255, 0, 254, 10, 13]));
-    // Larger than one read chunk (1 MiB), so the file is hashed in several reads.
+    // Larger than what is hashed in one call (64 KiB).
     await writeFile(at('large.bin'), pseudoRandomBytes(3 * 1024 * 1024 + 17, 1));
     await writeFile(at('café – naïve.txt'), 'unicode\n');
     await writeFile(at('日本語.md'), 'nihongo\n');
     await writeFile(at('with space.txt'), 'space\n');
-    await writeFile(Buffer.from(join(snapshot, 'latin1-\xff-name'), 'latin1'), 'not utf-8\n');
+    // A path over 100 bytes: a pax header in the archive.
+    await mkdir(at('long'.repeat(20)), { recursive: true });
+    await writeFile(at(`${'long'.repeat(20)}/${'name'.repeat(10)}.txt`), 'long\n');
     // Names whose order depends on a directory sorting as `name/`: `a-b` < `a.b` < `a/` < `a0`.
     await writeFile(at('a.b'), 'a.b\n');
     await writeFile(at('a-b'), 'a-b\n');
@@ -109,22 +119,18 @@ describe('computeGitTreeId', () => {
     await writeFile(at('foo/x'), 'x\n');
     await writeFile(at('foo.txt'), 'foo\n');
     await writeFile(at('foo-bar'), 'foo-bar\n');
-    // Empty directories do not exist in git.
-    await mkdir(at('empty-dir/also-empty'), { recursive: true });
-    await mkdir(at('nested/empty'));
 
-    const hashed = await computeGitTreeId(snapshot, { listFiles: true, concurrency: 3 });
+    const tree = gitWriteTree();
+    const files = await listingOf(tree);
 
-    expect(hashed.treeId).toBe(gitWriteTree());
-    expect(hashed.files).toEqual(gitListing());
-    expect(hashed.fileCount).toBe(gitListing().size);
+    expect(listingTreeId(files)).toBe(tree);
+    const listed = new Map([...files].map(([path, { mode, blobId }]) => [path, { mode, blobId }]));
+    expect(listed).toEqual(gitListing());
   });
 
-  it('gives the empty tree for a directory without files', async () => {
-    await mkdir(join(snapshot, 'only/empty/dirs'), { recursive: true });
-    const hashed = await computeGitTreeId(snapshot);
-    expect(hashed.treeId).toBe(EMPTY_TREE_ID.sha1);
-    expect(hashed.treeId).toBe(gitWriteTree());
+  it('gives the empty tree for no files', () => {
+    expect(listingTreeId(new Map())).toBe(EMPTY_TREE_ID.sha1);
+    expect(listingTreeId(new Map(), 'sha256')).toBe(EMPTY_TREE_ID.sha256);
   });
 
   it('hashes in the SHA-256 object format', async () => {
@@ -138,39 +144,22 @@ describe('computeGitTreeId', () => {
     await chmod(join(snapshot, 'tool'), 0o755);
     await symlink('dir/file.txt', join(snapshot, 'link'));
 
-    const hashed = await computeGitTreeId(snapshot, { objectFormat: 'sha256' });
+    const tree = gitWriteTree();
 
-    expect(hashed.treeId).toHaveLength(64);
-    expect(hashed.treeId).toBe(gitWriteTree());
-    const empty = join(root, 'empty');
-    await mkdir(empty);
-    expect((await computeGitTreeId(empty, { objectFormat: 'sha256' })).treeId).toBe(EMPTY_TREE_ID.sha256);
-  });
-
-  it('refuses a .git entry at any depth and in any case', async () => {
-    await mkdir(join(snapshot, 'sub/.GIT'), { recursive: true });
-    await writeFile(join(snapshot, 'sub/.GIT/config'), '[core]\n');
-    await expect(computeGitTreeId(snapshot)).rejects.toThrow(SnapshotNotHashable);
-    await rm(join(snapshot, 'sub/.GIT'), { recursive: true });
-    await writeFile(join(snapshot, '.git'), 'gitdir: elsewhere\n');
-    await expect(computeGitTreeId(snapshot)).rejects.toThrow(/\.git/);
-  });
-
-  it('refuses what cannot be in a commit (a fifo)', async () => {
-    execFileSync('mkfifo', [join(snapshot, 'pipe')]);
-    await expect(computeGitTreeId(snapshot)).rejects.toThrow(SnapshotNotHashable);
+    expect(tree).toHaveLength(64);
+    expect(listingTreeId(await listingOf(tree, 'sha256'), 'sha256')).toBe(tree);
   });
 });
 
-describe('hashSnapshotFile', () => {
-  it('gives the blob id git hash-object gives, and the mode', async () => {
-    const path = join(snapshot, 'tool.sh');
-    await writeFile(path, pseudoRandomBytes(70_000, 2));
-    await chmod(path, 0o755);
-    const expected = execFileSync('git', ['hash-object', path], { env: GIT_ENV }).toString().trim();
-    expect(await hashSnapshotFile(path)).toEqual({ mode: '100755', blobId: expected, size: 70_000 });
-    await symlink('tool.sh', join(snapshot, 'link'));
-    expect(await hashSnapshotFile(join(snapshot, 'link'))).toMatchObject({ mode: '120000', size: 7 });
+describe('gitObjectId', () => {
+  it('gives the blob id git hash-object gives, for contents hashed in one call and in several', async () => {
+    for (const size of [0, 100, 64 * 1024, 64 * 1024 + 1, 300_000]) {
+      const path = join(snapshot, `blob-${size}`);
+      const content = pseudoRandomBytes(size, size);
+      await writeFile(path, content);
+      const expected = execFileSync('git', ['hash-object', path], { env: GIT_ENV }).toString().trim();
+      expect(gitObjectId('blob', content)).toBe(expected);
+    }
   });
 });
 

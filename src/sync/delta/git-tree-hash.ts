@@ -1,24 +1,16 @@
 /**
- * The git tree id of a directory on disk, exactly as git computes it for a commit holding those files,
- * without git and without an index: the proof that a snapshot built from a compare-delta is the commit.
+ * Git object ids computed without git: blobs, tree objects as a host lists them (gitTreeObjectId), and the
+ * trees of a snapshot listing (ListingTree): the proof that a snapshot built from a compare-delta is the
+ * commit.
  *
- * What git would record, and so what this computes:
- * - A regular file is a blob (`blob <size>\0<content>`) with mode 100755 when the owner may execute it,
- *   100644 otherwise. A symlink is a blob of its target's bytes with mode 120000 (never followed).
+ * What git records, and so what this computes:
+ * - A file is a blob (`blob <size>\0<content>`) with mode 100755 when the owner may execute it, 100644
+ *   otherwise. A symlink is a blob of its target's bytes with mode 120000.
  * - A directory is a tree (`tree <size>\0` then per entry `<mode> <name>\0<raw id>`), mode `40000`. A
- *   directory with no file anywhere below it does not exist for git and is left out.
- * - Entries in git's order: bytewise by name, a directory's name compared as if it ended in `/`.
- * - Names are the raw bytes the file system returns (any encoding, any character git allows).
- * - A path component named `.git` (any case) cannot be in a commit: it fails the hash, as does anything
- *   that is not a file, directory or symlink (fifo, socket, device). Nothing else is skipped.
- *
- * File contents are streamed in chunks (large files are never held whole in memory); at most
- * `concurrency` files or directories are read at a time.
+ *   directory with no file anywhere below it does not exist for git.
+ * - Entries in git's order: bytewise by UTF-8 name, a directory's name compared as if it ended in `/`.
  */
 import { createHash, hash } from 'node:crypto';
-import { constants as fsConstants, type Dirent } from 'node:fs';
-import { type FileHandle, lstat, open, readdir, readlink } from 'node:fs/promises';
-import { createConcurrencyLimit, type ConcurrencyLimit } from './concurrency-limit.js';
 
 /** Git's object formats: SHA-1 (40 hex ids) and SHA-256 (64 hex ids). */
 export type GitObjectFormat = 'sha1' | 'sha256';
@@ -31,51 +23,16 @@ export interface SnapshotFileEntry {
   blobId: string;
 }
 
-export interface GitTreeHashOptions {
-  objectFormat?: GitObjectFormat;
-  /** Files and directories read at a time (default 8). */
-  concurrency?: number;
-  /** Also return every file's mode and blob id (default false). */
-  listFiles?: boolean;
-  signal?: AbortSignal;
-}
-
-export interface GitTreeHash {
-  /** The root tree id (the empty tree's id for a directory without files). */
-  treeId: string;
-  /** `/`-separated path (names decoded as UTF-8) -> mode and blob id; null unless `listFiles`. */
-  files: Map<string, SnapshotFileEntry> | null;
-  fileCount: number;
-  /** Bytes of file contents and symlink targets hashed. */
-  byteCount: number;
-}
-
-/** The snapshot holds something a git tree cannot, or changed while it was hashed. */
-export class SnapshotNotHashable extends Error {
-  constructor(
-    readonly path: string,
-    reason: string,
-    options?: ErrorOptions,
-  ) {
-    super(`cannot hash ${JSON.stringify(path)}: ${reason}`, options);
-    this.name = 'SnapshotNotHashable';
-  }
-}
-
 /** Id of the tree with no entries. */
 export const EMPTY_TREE_ID: Readonly<Record<GitObjectFormat, string>> = {
   sha1: '4b825dc642cb6eb9a060e54bf8d69288fbee4904',
   sha256: '6ef19b41225c5369f1c104d45d8d85efa9b057b53b14b4b9b939dd74decc5321',
 };
 
-const READ_CHUNK_BYTES = 1024 * 1024;
 const SLASH = Buffer.from('/');
 // eslint-disable-next-line no-control-regex
 const ASCII_NAME = /^[\x00-\x7f]*$/;
 const NUL = Buffer.from([0]);
-// O_NOFOLLOW: a file swapped for a symlink meanwhile is refused, not followed; O_NONBLOCK: one swapped for
-// a fifo does not hang the open.
-const OPEN_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
 
 /** Whether a path component is `.git` in any case: git refuses to record such a path. */
 export function isDotGitName(name: string | Buffer): boolean {
@@ -137,152 +94,6 @@ export function gitTreeObjectId(entries: readonly GitTreeObjectEntry[], format?:
   return gitObjectId('tree', Buffer.concat(parts), objectFormat);
 }
 
-/** Mode and blob id of one file or symlink on disk (content streamed). */
-export async function hashSnapshotFile(
-  path: string | Buffer,
-  format: GitObjectFormat = 'sha1',
-): Promise<SnapshotFileEntry & { size: number }> {
-  const stats = await lstat(path);
-  const shown = path.toString();
-  if (stats.isSymbolicLink()) {
-    const target = await readlink(path, { encoding: 'buffer' });
-    return { mode: '120000', blobId: gitObjectId('blob', target, format), size: target.length };
-  }
-  if (!stats.isFile()) throw new SnapshotNotHashable(shown, 'not a regular file or symlink');
-  const { id, size, executable } = await hashRegularFile(path, shown, format);
-  return { mode: executable ? '100755' : '100644', blobId: id.toString('hex'), size };
-}
-
-/** Computes the git tree id of `dir` (see the module comment for what counts). */
-export async function computeGitTreeId(dir: string, opts: GitTreeHashOptions = {}): Promise<GitTreeHash> {
-  const walk = new TreeWalk(
-    opts.objectFormat ?? 'sha1',
-    createConcurrencyLimit(opts.concurrency ?? 8),
-    opts.listFiles ? new Map() : null,
-    opts.signal,
-  );
-  const root = await walk.tree(Buffer.from(dir), '');
-  return {
-    treeId: root?.toString('hex') ?? EMPTY_TREE_ID[walk.format],
-    files: walk.files,
-    fileCount: walk.fileCount,
-    byteCount: walk.byteCount,
-  };
-}
-
-interface TreeEntry {
-  mode: string;
-  name: Buffer;
-  /** Sort key: the name, with `/` appended for a directory. */
-  key: Buffer;
-  id: Buffer;
-}
-
-class TreeWalk {
-  fileCount = 0;
-  byteCount = 0;
-
-  constructor(
-    readonly format: GitObjectFormat,
-    private readonly limit: ConcurrencyLimit,
-    readonly files: Map<string, SnapshotFileEntry> | null,
-    private readonly signal: AbortSignal | undefined,
-  ) {}
-
-  /** Raw id of the tree of `absolute`, or null when no file is below it. */
-  async tree(absolute: Buffer, relative: string): Promise<Buffer | null> {
-    this.signal?.throwIfAborted();
-    const dirents = await this.limit(() => readdir(absolute, { withFileTypes: true, encoding: 'buffer' }));
-    const entries = await Promise.all(dirents.map((dirent) => this.entry(absolute, relative, dirent)));
-    const present = entries.filter((entry): entry is TreeEntry => entry !== null);
-    if (present.length === 0) return null;
-    present.sort((a, b) => Buffer.compare(a.key, b.key));
-    const parts: Buffer[] = [];
-    for (const entry of present) parts.push(Buffer.from(`${entry.mode} `), entry.name, NUL, entry.id);
-    const body = Buffer.concat(parts);
-    return createHash(this.format).update(`tree ${body.length}\0`).update(body).digest();
-  }
-
-  private async entry(
-    parent: Buffer,
-    parentRelative: string,
-    dirent: Dirent<Buffer>,
-  ): Promise<TreeEntry | null> {
-    const name = dirent.name;
-    const absolute = Buffer.concat([parent, SLASH, name]);
-    const relative =
-      parentRelative === '' ? name.toString('utf8') : `${parentRelative}/${name.toString('utf8')}`;
-    if (isDotGitName(name)) {
-      throw new SnapshotNotHashable(relative, 'a path component named .git cannot be part of a git tree');
-    }
-    if (dirent.isDirectory()) {
-      const id = await this.tree(absolute, relative);
-      return id && { mode: '40000', name, key: Buffer.concat([name, SLASH]), id };
-    }
-    let mode: GitBlobMode;
-    let id: Buffer;
-    let size: number;
-    if (dirent.isSymbolicLink()) {
-      const target = await this.limit(() => readlink(absolute, { encoding: 'buffer' }));
-      mode = '120000';
-      id = createHash(this.format).update(`blob ${target.length}\0`).update(target).digest();
-      size = target.length;
-    } else if (dirent.isFile()) {
-      this.signal?.throwIfAborted();
-      const file = await this.limit(() => hashRegularFile(absolute, relative, this.format));
-      mode = file.executable ? '100755' : '100644';
-      id = file.id;
-      size = file.size;
-    } else {
-      throw new SnapshotNotHashable(
-        relative,
-        'not a file, directory or symlink, so it cannot be in a commit',
-      );
-    }
-    this.fileCount++;
-    this.byteCount += size;
-    this.files?.set(relative, { mode, blobId: id.toString('hex') });
-    return { mode, name, key: name, id };
-  }
-}
-
-/** Streams one regular file through the blob hash; fails when it is not a file or changes size meanwhile. */
-async function hashRegularFile(
-  path: string | Buffer,
-  shown: string,
-  format: GitObjectFormat,
-): Promise<{ id: Buffer; size: number; executable: boolean }> {
-  let handle: FileHandle;
-  try {
-    handle = await open(path, OPEN_FLAGS);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ELOOP' || code === 'ENXIO') {
-      throw new SnapshotNotHashable(shown, 'it was replaced while the snapshot was hashed', { cause: e });
-    }
-    throw e;
-  }
-  try {
-    const stats = await handle.stat();
-    if (!stats.isFile()) throw new SnapshotNotHashable(shown, 'not a regular file');
-    const size = stats.size;
-    const hash = createHash(format).update(`blob ${size}\0`);
-    // One byte more than the size, so a small file that grew is noticed by the first read.
-    const buffer = Buffer.allocUnsafe(Math.min(size + 1, READ_CHUNK_BYTES));
-    let total = 0;
-    for (;;) {
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
-      if (bytesRead === 0) break;
-      total += bytesRead;
-      if (total > size) break;
-      hash.update(buffer.subarray(0, bytesRead));
-    }
-    if (total !== size) throw new SnapshotNotHashable(shown, 'it changed size while it was hashed');
-    return { id: hash.digest(), size, executable: (stats.mode & fsConstants.S_IXUSR) !== 0 };
-  } finally {
-    await handle.close();
-  }
-}
 /** The tree id of a listing of files and symlinks, built like git builds it (directories from the paths). */
 export function listingTreeId(
   listing: ReadonlyMap<string, SnapshotFileEntry>,

@@ -1,14 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { Header } from 'tar';
 import {
   createReproducibleTarball,
   createTarballOfEntries,
   type SnapshotTarEntry,
 } from '../../artifacts/reproducible-tarball.js';
-import { computeGitTreeId, listingTreeId } from './git-tree-hash.js';
+import { listingTreeId } from './git-tree-hash.js';
 import { ArchiveRejected, readSnapshotArchive } from './snapshot-archive-reader.js';
 import { readBaseSnapshot } from './snapshot-listing.js';
 
@@ -21,6 +23,19 @@ async function collect(stream: NodeJS.ReadableStream): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream as AsyncIterable<Buffer>) chunks.push(chunk);
   return Buffer.concat(chunks);
+}
+
+/** The tree id git records for the files of `dir` (empty directories are nothing to git). */
+function gitTreeOf(dir: string): string {
+  const env = { ...process.env, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null' };
+  const gitDir = join(root, 'tree.git');
+  execFileSync('git', ['init', '-q', '--bare', gitDir], { env });
+  const git = (args: string[]): string =>
+    execFileSync('git', [`--git-dir=${gitDir}`, `--work-tree=${dir}`, ...args], { env })
+      .toString()
+      .trim();
+  git(['add', '-A']);
+  return git(['write-tree']);
 }
 
 /** The tar stream cut into chunks of `size` bytes, as a decompressor hands it over. */
@@ -85,7 +100,7 @@ describe('readSnapshotArchive and createTarballOfEntries', () => {
       format: 'sha1',
       maxEntryBytes: 1 << 20,
     });
-    expect(listingTreeId(base.files)).toBe((await computeGitTreeId(snapshot)).treeId);
+    expect(listingTreeId(base.files)).toBe(gitTreeOf(snapshot));
     expect([...base.emptyDirectories]).toEqual(['vendor/submodule']);
     expect(base.contents.get('link')?.toString()).toBe('tool.sh');
     expect(base.files.get('tool.sh')?.mode).toBe('100755');
@@ -110,5 +125,9 @@ describe('readSnapshotArchive and createTarballOfEntries', () => {
     corrupt[1024 + 1] = corrupt[1024 + 1]! ^ 1;
     expect(await drain(corrupt)).toBeInstanceOf(ArchiveRejected);
     expect(String(await drain(tar, 1000))).toMatch(/big\.bin.*larger than 1000 bytes/);
+    // Anything a commit cannot hold (a fifo here) rejects the archive.
+    const fifo = new Header({ path: 'pipe', type: 'FIFO', mode: 0o644, size: 0, mtime: MTIME });
+    fifo.encode();
+    expect(String(await drain(Buffer.concat([fifo.block!, Buffer.alloc(1024)])))).toMatch(/type "6"/);
   });
 });
