@@ -44,11 +44,7 @@ import {
   reusedPaths,
 } from './delta-apply.js';
 import { planCompareDelta, type DeltaChange, type DeltaRefusalCode } from './delta-plan.js';
-import {
-  ListingTree,
-  type GitObjectFormat,
-  type SnapshotFileEntry,
-} from './git-tree-hash.js';
+import { ListingTree, type GitObjectFormat, type SnapshotFileEntry } from './git-tree-hash.js';
 import { ArchiveRejected, readSnapshotArchive } from './snapshot-archive-reader.js';
 import { readBaseSnapshot, type BaseSnapshot } from './snapshot-listing.js';
 
