@@ -123,6 +123,8 @@ WITH d AS (
          OR (b."status" = 'SYNCING' AND b."syncTargetSha" IS DISTINCT FROM l."after")
          OR (b."status" <> 'SYNCING' AND (b."status" <> 'SYNCED' OR b."syncedSha" IS DISTINCT FROM l."after")))
 ), locked AS (
+  -- The owed test again, here on the row as locked: a concurrent batch may have changed it meanwhile, and
+  -- Postgres re-checks a locking query's own conditions on the newest row version.
   SELECT b."id", l."after"
   FROM last l JOIN "Branch" b
     ON b."repositoryId" = l."repositoryId" AND b."name" = l."branch" AND b."tenantId" = l."tenantId"
