@@ -67,6 +67,9 @@ describe('githubEvent', () => {
     expect(githubEvent('push', null).kind).toBe('ignored');
     expect(githubEvent('push', [1, 2]).kind).toBe('ignored');
     expect(githubEvent('push', { ref: 'refs/pull/1/head' }).kind).toBe('ignored');
+    // A NUL cannot be in a ref: such a push names no branch (and nothing of it reaches the database).
+    const nul = githubEvent('push', { ref: 'refs/heads/ma\u0000in', after: 'a'.repeat(40) });
+    expect(nul).toMatchObject({ kind: 'ignored', detail: 'push without a ref' });
   });
 });
 

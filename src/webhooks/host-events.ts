@@ -36,8 +36,9 @@ function obj(value: unknown): Json | null {
   return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Json) : null;
 }
 
+/** A string field, or null: missing, or holding a NUL (no git ref, name or id can, nor can Postgres text). */
 function str(value: unknown): string | null {
-  return typeof value === 'string' ? value : null;
+  return typeof value === 'string' && !value.includes('\0') ? value : null;
 }
 
 function splitFullName(fullName: string | null): RepositoryRef | null {
