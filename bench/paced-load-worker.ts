@@ -27,7 +27,11 @@ function send(index: number, due: number): void {
     [spec.idHeader]: `${spec.idPrefix}-${index}`,
     'content-length': String(Buffer.byteLength(template.body)),
   };
+  let settled = false;
   const done = (code: string): void => {
+    // A request and its response may both report an error: count each request once.
+    if (settled) return;
+    settled = true;
     const now = performance.now();
     latencies[index] = now - due;
     status[code] = (status[code] ?? 0) + 1;
