@@ -35,6 +35,7 @@ function send(index: number, due: number): void {
     const now = performance.now();
     latencies[index] = now - due;
     status[code] = (status[code] ?? 0) + 1;
+    if (code === 'error') errors++;
     lastAnswerAt = now;
     if (++answered === spec.amount) finish();
   };
@@ -43,16 +44,10 @@ function send(index: number, due: number): void {
     (res) => {
       res.resume();
       res.on('end', () => done(String(res.statusCode)));
-      res.on('error', () => {
-        errors++;
-        done('error');
-      });
+      res.on('error', () => done('error'));
     },
   );
-  req.on('error', () => {
-    errors++;
-    done('error');
-  });
+  req.on('error', () => done('error'));
   req.end(template.body);
 }
 
