@@ -79,7 +79,9 @@ describe('sync retries, fairness and cleanup', () => {
 
     await h.waitForBranch(quietId, 'main', quietSha, 20_000);
     // The quiet tenant finished while most of the busy tenant's work was still owed.
-    const busyStates = await Promise.all(busyIds.map(async (id) => (await h.branches(id))[0]?.status));
+    // One query at a time: the harness reads through a single pg client.
+    const busyStates: (string | undefined)[] = [];
+    for (const id of busyIds) busyStates.push((await h.branches(id))[0]?.status);
     expect(busyStates.filter((s) => s === 'SYNCED').length).toBeLessThan(busyIds.length);
     for (let i = 0; i < 4; i++) h.git.setUploadPackDelay(0, `busy-${i}`);
   });
