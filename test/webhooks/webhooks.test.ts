@@ -45,6 +45,15 @@ describe('webhooks (signed real payloads over HTTP, real sync)', () => {
     });
   }
 
+  /** A push delivery with a fresh delivery id, signed with `secret`. */
+  async function postPush(repositoryId: string, body: string, secret: string) {
+    return postGithub(repositoryId, body, {
+      'x-github-event': 'push',
+      'x-github-delivery': randomUUID(),
+      'x-hub-signature-256': await githubSignature(secret, body),
+    });
+  }
+
   async function deliveries(repositoryId: string): Promise<number> {
     const { rows } = await h.db.query<{ n: string }>(
       'SELECT count(*) AS n FROM "WebhookDelivery" WHERE "repositoryId" = $1',
@@ -230,14 +239,7 @@ describe('webhooks (signed real payloads over HTTP, real sync)', () => {
     const r = await trackedRepository('gh-late-secret');
     await h.db.query('UPDATE "Repository" SET "webhookSecretEncrypted" = NULL WHERE "id" = $1', [r.id]);
     const body = JSON.stringify(githubPush('any/gh-late-secret', 'main', r.first, r.first));
-    const post = async (secret: string) =>
-      (
-        await postGithub(r.id, body, {
-          'x-github-event': 'push',
-          'x-github-delivery': randomUUID(),
-          'x-hub-signature-256': await githubSignature(secret, body),
-        })
-      ).status;
+    const post = async (secret: string) => (await postPush(r.id, body, secret)).status;
     expect(await post(r.secret)).toBe(401); // no secret yet: refused (and remembered briefly)
     // The secret is stored (by the webhook auto-setup, in any API process), then the host delivers.
     await h.db.query('UPDATE "Repository" SET "webhookSecretEncrypted" = $2 WHERE "id" = $1', [
@@ -251,14 +253,7 @@ describe('webhooks (signed real payloads over HTTP, real sync)', () => {
     const r = await trackedRepository('gh-rotate');
     const next = await r.remote.commit({ 'README.md': 'rotated\n' });
     const body = JSON.stringify(githubPush('any/gh-rotate', 'main', r.first, next));
-    const post = async (secret: string) =>
-      (
-        await postGithub(r.id, body, {
-          'x-github-event': 'push',
-          'x-github-delivery': randomUUID(),
-          'x-hub-signature-256': await githubSignature(secret, body),
-        })
-      ).status;
+    const post = async (secret: string) => (await postPush(r.id, body, secret)).status;
     expect(await post(r.secret)).toBe(202); // the old secret is now cached
     // Another API process rotates the secret: this process's cache does not hear of it.
     const rotated = randomUUID();
@@ -282,12 +277,7 @@ describe('webhooks (signed real payloads over HTTP, real sync)', () => {
   it('does not fail a delivery for a repository deleted while its secret is cached', async () => {
     const r = await trackedRepository('gh-deleted');
     const body = JSON.stringify(githubPush('any/gh-deleted', 'main', r.first, r.first));
-    const post = async () =>
-      postGithub(r.id, body, {
-        'x-github-event': 'push',
-        'x-github-delivery': randomUUID(),
-        'x-hub-signature-256': await githubSignature(r.secret, body),
-      });
+    const post = () => postPush(r.id, body, r.secret);
     expect((await post()).status).toBe(202);
     const deleted = await h.api.request('DELETE', `/repositories/${r.id}`, { token: tenant.apiKey });
     expect(deleted.status).toBeLessThan(300);
