@@ -36,11 +36,11 @@ import {
   applyCompareDelta,
   DeltaApplyFailed,
   DeltaVerificationFailed,
+  proveTreeId,
   type BlobRequest,
   type BlobStore,
   type DeltaApplyFailureCode,
   type DeltaApplyResult,
-  directoriesOf,
   reusedPaths,
 } from './delta-apply.js';
 import { planCompareDelta, type DeltaChange, type DeltaRefusalCode } from './delta-plan.js';
@@ -270,8 +270,7 @@ export class CompareDeltaStrategy {
       mark = performance.now();
       const written: [string, SnapshotFileEntry][] = [];
       for (const path of applied.written.keys()) written.push([path, applied.files.get(path)!]);
-      const resultTree = baseTree.idAfter(applied.replaced, written);
-      if (resultTree !== toTree) throw new DeltaVerificationFailed(toTree, resultTree);
+      proveTreeId(baseTree.idAfter(applied.replaced, written), toTree);
       timings.verifyMs = performance.now() - mark;
       timings.totalMs = performance.now() - started;
       return {
@@ -356,7 +355,6 @@ export class CompareDeltaStrategy {
     const changedUnderneath = (what: string): never => {
       throw new ArchiveRejected(`the copy of the previous archive changed underneath (${what})`);
     };
-    const baseDirectories = directoriesOf(base.files, base.emptyDirectories);
     const inserts: { key: string; entry: SnapshotTarEntry }[] = [];
     for (const [path, written] of applied.written) {
       inserts.push({
@@ -368,7 +366,7 @@ export class CompareDeltaStrategy {
       });
     }
     for (const path of applied.directories) {
-      if (!baseDirectories.has(path)) {
+      if (!base.directories.has(path)) {
         inserts.push({ key: treeOrderKey(path, true), entry: { path, kind: 'directory' } });
       }
     }

@@ -10,13 +10,13 @@ import {
   BlobCache,
   DeltaApplyFailed,
   DeltaVerificationFailed,
-  proveTree,
+  proveTreeId,
   reusedPaths,
   type BlobRequest,
   type FetchBlob,
 } from './delta-apply.js';
 import { planCompareDelta, type DeltaChange } from './delta-plan.js';
-import { gitObjectId } from './git-tree-hash.js';
+import { gitObjectId, listingTreeId } from './git-tree-hash.js';
 import { readBaseSnapshot, type BaseSnapshot } from './snapshot-listing.js';
 
 const GIT_ENV = {
@@ -292,7 +292,7 @@ describe('applyCompareDelta', () => {
 
     const result = await applyCompareDelta(changes, base, { fetchBlob: gitFetch(requests), concurrency: 3 });
 
-    proveTree(result.files, treeOf('B'), 'sha1');
+    proveTreeId(listingTreeId(result.files), treeOf('B'));
     expect(result.filesChanged).toBe(changes.length);
     // The pure rename and the two mode changes reuse the base's bytes.
     expect(result.localReuses).toBe(3);
@@ -310,7 +310,7 @@ describe('applyCompareDelta', () => {
     for (const [path, written] of result.written) {
       expect(gitObjectId('blob', written.data)).toBe(result.files.get(path)!.blobId);
     }
-    proveTree(base.files, treeOf('A'), 'sha1');
+    proveTreeId(listingTreeId(base.files), treeOf('A'));
   });
 
   it("turns A into exactly C from GitHub's answer (blob SHAs), and serves a second run from the cache", async () => {
@@ -321,7 +321,7 @@ describe('applyCompareDelta', () => {
       concurrency: 4,
       cache,
     });
-    proveTree(firstRun.files, treeOf('C'), 'sha1');
+    proveTreeId(listingTreeId(firstRun.files), treeOf('C'));
     expect(firstRun.localReuses).toBe(1); // the pure rename: its source already has the blob id
     expect(firstRun.bytesDownloaded).toBeGreaterThan(0);
 
@@ -331,7 +331,7 @@ describe('applyCompareDelta', () => {
       concurrency: 4,
       cache,
     });
-    proveTree(secondRun.files, treeOf('C'), 'sha1');
+    proveTreeId(listingTreeId(secondRun.files), treeOf('C'));
     expect(requests).toEqual([]);
     expect(secondRun.bytesDownloaded).toBe(0);
     expect(secondRun.cacheHits).toBe(firstRun.blobsDownloaded + firstRun.localReuses);
@@ -345,7 +345,7 @@ describe('applyCompareDelta', () => {
         fetchBlob: gitFetch(),
         concurrency: 2,
       });
-      proveTree(result.files, treeOf('E'), 'sha1');
+      proveTreeId(listingTreeId(result.files), treeOf('E'));
       expect(result.directories).toContain('keep.txt');
       expect(result.directories).not.toContain('stays');
     },
@@ -362,7 +362,7 @@ describe('applyCompareDelta', () => {
       fetchBlob: gitFetch(),
       concurrency: 2,
     });
-    expect(() => proveTree(result.files, treeOf('D'), 'sha1')).toThrow(DeltaVerificationFailed);
+    expect(() => proveTreeId(listingTreeId(result.files), treeOf('D'))).toThrow(DeltaVerificationFailed);
   });
 
   it('refuses blob bytes that do not hash to the blob id asked for', async () => {
@@ -391,7 +391,7 @@ describe('applyCompareDelta', () => {
     });
     let failure: unknown = null;
     try {
-      proveTree(result.files, treeOf('B'), 'sha1');
+      proveTreeId(listingTreeId(result.files), treeOf('B'));
     } catch (e) {
       failure = e;
     }
@@ -425,7 +425,7 @@ describe('applyCompareDelta', () => {
       );
       expect(error).toBeInstanceOf(DeltaApplyFailed);
       expect((error as DeltaApplyFailed).code).toBe('UNSAFE_PATH');
-      proveTree(base.files, treeOf('A'), 'sha1');
+      proveTreeId(listingTreeId(base.files), treeOf('A'));
     });
 
     it('never writes, removes or reads below a symlink', async () => {

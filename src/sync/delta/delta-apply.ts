@@ -18,7 +18,7 @@
 import { createConcurrencyLimit } from './concurrency-limit.js';
 import type { DeltaChange, DeltaContent } from './delta-plan.js';
 import { unsafePathProblem } from './delta-plan.js';
-import { gitObjectId, listingTreeId, type GitBlobMode, type GitObjectFormat } from './git-tree-hash.js';
+import { gitObjectId, type GitBlobMode, type GitObjectFormat } from './git-tree-hash.js';
 import type { BaseSnapshot, SnapshotListing } from './snapshot-listing.js';
 
 /** What to download: a blob by id, or a file by path as of a commit. */
@@ -105,10 +105,11 @@ export function isLfsPointer(head: Buffer): boolean {
   return LFS_POINTER_PREFIXES.some((prefix) => head.subarray(0, prefix.length).equals(prefix));
 }
 
-/** Throws DeltaVerificationFailed unless the listing's tree id is `expectedTreeId`. */
-export function proveTree(files: SnapshotListing, expectedTreeId: string, format: GitObjectFormat): void {
-  const treeId = listingTreeId(files, format);
-  if (treeId !== expectedTreeId.toLowerCase()) throw new DeltaVerificationFailed(expectedTreeId, treeId);
+/** The proof of a delta's result: throws DeltaVerificationFailed unless its tree id is the commit's. */
+export function proveTreeId(actualTreeId: string, expectedTreeId: string): void {
+  if (actualTreeId !== expectedTreeId.toLowerCase()) {
+    throw new DeltaVerificationFailed(expectedTreeId, actualTreeId);
+  }
 }
 
 /** Verified contents by blob id. */
@@ -371,7 +372,7 @@ function ancestors(path: string): string[] {
 }
 
 /** Every directory holding a listed path, plus the empty ones kept (with their parents). */
-export function directoriesOf(files: SnapshotListing, emptyDirectories: ReadonlySet<string>): Set<string> {
+function directoriesOf(files: SnapshotListing, emptyDirectories: ReadonlySet<string>): Set<string> {
   const directories = new Set<string>();
   const add = (path: string): void => {
     for (let at = path.lastIndexOf('/'); at > 0; at = path.lastIndexOf('/', at - 1)) {

@@ -29,10 +29,8 @@ export const EMPTY_TREE_ID: Readonly<Record<GitObjectFormat, string>> = {
   sha256: '6ef19b41225c5369f1c104d45d8d85efa9b057b53b14b4b9b939dd74decc5321',
 };
 
-const SLASH = Buffer.from('/');
 // eslint-disable-next-line no-control-regex
 const ASCII_NAME = /^[\x00-\x7f]*$/;
-const NUL = Buffer.from([0]);
 
 /** Whether a path component is `.git` in any case: git refuses to record such a path. */
 export function isDotGitName(name: string | Buffer): boolean {
@@ -84,14 +82,45 @@ export function gitTreeObjectId(entries: readonly GitTreeObjectEntry[], format?:
     if (entry.id.length !== idHexLength || !/^[0-9a-f]+$/i.test(entry.id)) {
       throw new TypeError(`not a ${objectFormat} object id: ${JSON.stringify(entry.id)}`);
     }
-    const name = Buffer.from(entry.name, 'utf8');
-    const key = mode === '40000' ? Buffer.concat([name, SLASH]) : name;
-    return { mode, name, key, id: Buffer.from(entry.id, 'hex') };
+    return { mode, name: entry.name, id: entry.id };
   });
-  rows.sort((a, b) => Buffer.compare(a.key, b.key));
-  const parts: Buffer[] = [];
-  for (const row of rows) parts.push(Buffer.from(`${row.mode} `), row.name, NUL, row.id);
-  return gitObjectId('tree', Buffer.concat(parts), objectFormat);
+  return treeObjectId(rows, objectFormat);
+}
+
+/**
+ * The id of the tree object holding these entries (modes without leading zeros, ids in hex), in git's
+ * order: bytewise by UTF-8 name, a tree's name as if it ended in `/`.
+ */
+function treeObjectId(entries: readonly TreeRow[], format: GitObjectFormat): string {
+  const idBytes = format === 'sha256' ? 32 : 20;
+  const rows: (TreeRow & { key: string; nameBytes: number })[] = [];
+  let size = 0;
+  for (const entry of entries) {
+    const ascii = ASCII_NAME.test(entry.name);
+    const nameBytes = ascii ? entry.name.length : Buffer.byteLength(entry.name, 'utf8');
+    // latin1 of the UTF-8 bytes compares as the bytes do.
+    const bytewise = ascii ? entry.name : Buffer.from(entry.name, 'utf8').toString('latin1');
+    rows.push({ ...entry, key: entry.mode === '40000' ? `${bytewise}/` : bytewise, nameBytes });
+    size += entry.mode.length + 1 + nameBytes + 1 + idBytes;
+  }
+  rows.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const object = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const row of rows) {
+    at += object.write(row.mode, at, 'latin1');
+    object[at++] = 0x20;
+    at += object.write(row.name, at, 'utf8');
+    object[at++] = 0;
+    at += object.write(row.id, at, 'hex');
+  }
+  return gitObjectId('tree', object, format);
+}
+
+/** One entry of a tree object: mode without leading zeros, name, object id in hex. */
+interface TreeRow {
+  mode: string;
+  name: string;
+  id: string;
 }
 
 /** The tree id of a listing of files and symlinks, built like git builds it (directories from the paths). */
@@ -243,31 +272,12 @@ export class ListingTree {
 
   /** The id of one directory's tree object, its subdirectories' ids taken from `ids`. */
   private treeId(dir: string, entries: DirectoryEntries, ids: ReadonlyMap<string, string>): string {
-    const idBytes = this.format === 'sha256' ? 32 : 20;
-    const rows: { key: string; name: string; mode: string; id: string; nameBytes: number }[] = [];
-    let size = 0;
+    const rows: TreeRow[] = [];
     for (const [name, entry] of entries) {
-      const isTree = entry.mode === '40000';
-      const id = isTree ? ids.get(dir === '' ? name : `${dir}/${name}`) : entry.id;
+      const id = entry.mode === '40000' ? ids.get(dir === '' ? name : `${dir}/${name}`) : entry.id;
       if (id === undefined) throw new Error(`no tree id for ${dir}/${name}`);
-      const ascii = ASCII_NAME.test(name);
-      const nameBytes = ascii ? name.length : Buffer.byteLength(name, 'utf8');
-      // Git's order: bytewise by name, a tree's name as if it ended in `/` (latin1 of the UTF-8 bytes
-      // compares as the bytes do).
-      const bytewise = ascii ? name : Buffer.from(name, 'utf8').toString('latin1');
-      rows.push({ key: isTree ? `${bytewise}/` : bytewise, name, mode: entry.mode, id, nameBytes });
-      size += entry.mode.length + 1 + nameBytes + 1 + idBytes;
+      rows.push({ mode: entry.mode, name, id });
     }
-    rows.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    const object = Buffer.allocUnsafe(size);
-    let at = 0;
-    for (const row of rows) {
-      at += object.write(row.mode, at, 'latin1');
-      object[at++] = 0x20;
-      at += object.write(row.name, at, 'utf8');
-      object[at++] = 0;
-      at += object.write(row.id, at, 'hex');
-    }
-    return gitObjectId('tree', object, this.format);
+    return treeObjectId(rows, this.format);
   }
 }

@@ -20,6 +20,8 @@ export type SnapshotListing = Map<string, SnapshotEntry>;
 /** A snapshot as a delta is applied to it. */
 export interface BaseSnapshot {
   files: SnapshotListing;
+  /** Every directory entry of the archive. */
+  directories: Set<string>;
   /** Directories the archive holds with nothing below them (where git checks out a submodule). */
   emptyDirectories: Set<string>;
   /** Content (a symlink's: its target) of the paths asked for, when the snapshot has them. */
@@ -101,5 +103,5 @@ export async function readBaseSnapshot(
       emptyDirectories.delete(path.slice(0, at));
     }
   }
-  return { files, emptyDirectories, contents };
+  return { files, directories, emptyDirectories, contents };
 }
