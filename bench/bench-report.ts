@@ -10,6 +10,12 @@ export function positiveOption(name: string, raw: string): number {
   return n;
 }
 
+export function nonNegativeOption(name: string, raw: string): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a whole number, got ${raw}`);
+  return n;
+}
+
 /** The checkout the benchmark runs from (where scripts/prisma.mjs is). */
 export function projectRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));

@@ -27,13 +27,23 @@ import { startWorker } from '../src/worker.js';
 import { deleteKeysWithPrefix } from '../test/support/redis-keys.js';
 import { createBenchDatabase } from './bench-database.js';
 import { type FixtureRepository, GitFixtureServer, runFixtureGit } from '../test/fixtures/git-server.js';
-import { formatBytes, formatMs, median, positiveOption, projectRoot, table } from './bench-report.js';
+import {
+  formatBytes,
+  formatMs,
+  median,
+  nonNegativeOption,
+  positiveOption,
+  projectRoot,
+  table,
+} from './bench-report.js';
 
 interface Options {
   files: number;
   commits: number;
   bytesPerFile: number;
   rounds: number;
+  /** Unmeasured incremental rounds first: a worker is a long-running process, its code compiled by then. */
+  warmup: number;
   pgUrl: string;
   redisUrl: string;
 }
@@ -66,6 +76,7 @@ function parseOptions(): Options {
       commits: { type: 'string', default: '2000' },
       'bytes-per-file': { type: 'string', default: '256' },
       rounds: { type: 'string', default: '5' },
+      warmup: { type: 'string', default: '3' },
       pg: { type: 'string', default: 'postgresql://postgres@127.0.0.1:5432' },
       redis: { type: 'string', default: 'redis://127.0.0.1:6379' },
     },
@@ -76,6 +87,7 @@ function parseOptions(): Options {
     commits: positive('commits', values.commits),
     bytesPerFile: positive('bytes-per-file', values['bytes-per-file']),
     rounds: positive('rounds', values.rounds),
+    warmup: nonNegativeOption('warmup', values.warmup),
     pgUrl: values.pg.replace(/\/+$/, ''),
     redisUrl: values.redis,
   };
@@ -276,8 +288,8 @@ async function main(): Promise<void> {
 
     const incremental: Measurement[] = [];
     const bare: Measurement[] = [];
-    for (let round = 1; round <= options.rounds; round++) {
-      const path = `generated/d${String(round % 100).padStart(2, '0')}/file-${round}.txt`;
+    for (let round = 1 - options.warmup; round <= options.rounds; round++) {
+      const path = `generated/d${String((round + 100) % 100).padStart(2, '0')}/file-${round + options.warmup}.txt`;
       const sha = await remote.commit({ [path]: `round ${round} ${randomBytes(8).toString('hex')}\n` });
 
       // (b) the engine: trigger through the API, until the branch is SYNCED at the new commit.
@@ -290,12 +302,12 @@ async function main(): Promise<void> {
       if (run.status !== 'SUCCEEDED' || run.toSha !== sha || run.strategy !== 'fetch') {
         throw new Error(`round ${round}: unexpected run ${JSON.stringify(run)}`);
       }
-      incremental.push({
+      const measured: Measurement = {
         ms,
         bytes: Number(run.bytesFetched ?? 0),
         storedBytes: newBytes(storedBefore, await packBytes(gitDir)),
         run,
-      });
+      };
 
       // (c) plain git: fetch the same commit into the full bare clone (packs kept, as the engine does).
       const plainBefore = await packBytes(plainDir);
@@ -312,11 +324,14 @@ async function main(): Promise<void> {
         ],
         { gitDir: plainDir },
       );
-      bare.push({ ms: performance.now() - started, bytes: newBytes(plainBefore, await packBytes(plainDir)) });
-      const b = incremental[incremental.length - 1]!;
-      const c = bare[bare.length - 1]!;
+      const b = measured;
+      const c = { ms: performance.now() - started, bytes: newBytes(plainBefore, await packBytes(plainDir)) };
+      if (round >= 1) {
+        incremental.push(b);
+        bare.push(c);
+      }
       console.log(
-        `round ${round}: engine ${formatMs(b.ms)} (${describeRun(run)}; ${run.filesChanged} file changed), ` +
+        `${round >= 1 ? `round ${round}` : `warm-up ${round + options.warmup}`}: engine ${formatMs(b.ms)} (${describeRun(run)}; ${run.filesChanged} file changed), ` +
           `${formatBytes(b.bytes)} fetched + ${formatBytes(b.storedBytes! - b.bytes)} lazy blobs; ` +
           `git fetch ${formatMs(c.ms)}, ${formatBytes(c.bytes)}`,
       );

@@ -19,7 +19,13 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { gunzipSync } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
-import { createReproducibleTarball, SnapshotNotArchivable } from './reproducible-tarball.js';
+import {
+  createReproducibleTarball,
+  createTarballOfEntries,
+  SnapshotCapture,
+  SnapshotNotArchivable,
+  type SnapshotTarEntry,
+} from './reproducible-tarball.js';
 
 const COMMIT_TIME = new Date('2024-05-06T07:08:09Z');
 const COMMIT_ID = 'a'.repeat(40);
@@ -208,6 +214,40 @@ describe('createReproducibleTarball', () => {
       size: 14491554,
       sha256: '5d8cb9c67b6b8f7f00793d1673aeaec1975c2dad4866325bc6ee2e3337e92178',
     });
+  });
+
+  it('captures the entries it writes: archived again from them, the bytes are the same', async () => {
+    const dir = await makeTree(0);
+    // Files on both sides of the small-file limit (read at once, or streamed in chunks).
+    await writeFile(join(dir, 'large.bin'), pseudoRandomBytes(300 * 1024 + 3, 7));
+    await writeFile(join(dir, 'a', 'limit.bin'), pseudoRandomBytes(256 * 1024, 8));
+    const capture = new SnapshotCapture(64 * 1024 * 1024);
+    const options = { mtime: COMMIT_TIME, commitId: COMMIT_ID };
+    const fromDir = await collect(createReproducibleTarball(dir, options, capture).stream);
+    const captured = capture.result();
+    expect(captured).not.toBeNull();
+    expect(captured!.entries.map((e) => `${e.kind} ${e.path}`)).toContain('file large.bin');
+    expect(captured!.entries.find((e) => e.path === 'a/deeper/run.sh')?.executable).toBe(true);
+    expect(captured!.entries.find((e) => e.path === 'link-to-dir')?.linkpath).toBe('a');
+    expect(captured!.bytes).toBeGreaterThan(556 * 1024);
+    async function* once(): AsyncGenerator<readonly SnapshotTarEntry[]> {
+      yield captured!.entries;
+    }
+    expect(await collect(createTarballOfEntries(once(), options).stream)).toEqual(fromDir);
+  });
+
+  it('gives up capturing beyond its budget, and the archive is unaffected', async () => {
+    const dir = await makeTree(0);
+    await writeFile(join(dir, 'large.bin'), pseudoRandomBytes(300 * 1024, 9));
+    const options = { mtime: COMMIT_TIME, commitId: COMMIT_ID };
+    const expected = await collect(createReproducibleTarball(dir, options).stream);
+    // Over budget among the small files, and at the streamed file.
+    for (const budget of [4096, 64 * 1024]) {
+      const capture = new SnapshotCapture(budget);
+      expect(await collect(createReproducibleTarball(dir, options, capture).stream)).toEqual(expected);
+      expect(capture.result()).toBeNull();
+      expect(capture.active).toBe(false);
+    }
   });
 
   it('keeps the exact bytes of paths and link targets around the ustar field limits', async () => {

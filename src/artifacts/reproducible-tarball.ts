@@ -107,12 +107,56 @@ export class SnapshotNotArchivable extends Error {
   }
 }
 
-/** Streams a reproducible `.tar.gz` of `dir` (see the module comment for the exact format). */
+/**
+ * Collects the entries of a directory's archive as it is written (file contents are views of the archive's
+ * own buffers, nothing copied), so the next revision's archive can be made from them. Gives up once they
+ * hold more than `maxBytes` of tar.
+ */
+export class SnapshotCapture {
+  private list: SnapshotTarEntry[] | null = [];
+  private tarBytes = 0;
+
+  constructor(readonly maxBytes: number) {}
+
+  /** Whether entries are still being collected (false once over budget). */
+  get active(): boolean {
+    return this.list !== null;
+  }
+
+  /** Adds an entry whose header and padded content take `tarBytes`. */
+  add(entry: SnapshotTarEntry, tarBytes: number): void {
+    if (this.list === null) return;
+    this.tarBytes += tarBytes;
+    if (this.tarBytes > this.maxBytes) this.list = null;
+    else this.list.push(entry);
+  }
+
+  /** Whether `tarBytes` more would still fit. */
+  fits(tarBytes: number): boolean {
+    return this.list !== null && this.tarBytes + tarBytes <= this.maxBytes;
+  }
+
+  /** Stops collecting: the entries will not be used. */
+  abandon(): void {
+    this.list = null;
+  }
+
+  /** The entries in tree order and their tar size; null when over budget. Complete once the archive was read to its end. */
+  result(): { entries: SnapshotTarEntry[]; bytes: number } | null {
+    return this.list === null ? null : { entries: this.list, bytes: this.tarBytes };
+  }
+}
+
+/**
+ * Streams a reproducible `.tar.gz` of `dir` (see the module comment for the exact format); `capture`
+ * collects its entries on the way.
+ */
 export function createReproducibleTarball(
   dir: string,
   opts: ReproducibleTarballOptions,
+  capture?: SnapshotCapture,
 ): ReproducibleTarball {
-  return compressTar(tarBlocks(dir, entryTime(opts), opts.commitId), opts.signal);
+  return compressTar(tarBlocks(dir, entryTime(opts), opts.commitId, capture), opts.signal);
 }
 
 /** Checks the options; the entries' time (whole seconds). */
@@ -219,7 +263,12 @@ interface Listing {
 }
 
 /** The whole tar stream: optional global header, entries in tree order, end-of-archive blocks. */
-async function* tarBlocks(root: string, mtime: Date, commitId: string | undefined): AsyncGenerator<Buffer> {
+async function* tarBlocks(
+  root: string,
+  mtime: Date,
+  commitId: string | undefined,
+  capture: SnapshotCapture | undefined,
+): AsyncGenerator<Buffer> {
   const out = new OutputBatch();
   const headers = new HeaderWriter(mtime);
   let sliceStart = performance.now();
@@ -312,9 +361,12 @@ async function* tarBlocks(root: string, mtime: Date, commitId: string | undefine
     }
     if (entry.kind === 'directory') {
       headers.append(out, `${entry.path}/`, 'Directory', 0o755, 0);
+      capture?.add({ path: entry.path, kind: 'directory' }, BLOCK);
       stack.push({ entries: yield* listDirectory(entry.path), next: 0 });
     } else if (entry.kind === 'symlink') {
-      headers.append(out, entry.path, 'SymbolicLink', 0o777, 0, readLinkTarget(entry));
+      const linkpath = readLinkTarget(entry);
+      headers.append(out, entry.path, 'SymbolicLink', 0o777, 0, linkpath);
+      capture?.add({ path: entry.path, kind: 'symlink', linkpath }, BLOCK);
     } else {
       const fd = openFile(entry);
       try {
@@ -323,11 +375,21 @@ async function* tarBlocks(root: string, mtime: Date, commitId: string | undefine
         // git records only whether the owner may execute (core.fileMode looks at S_IXUSR).
         const mode = stats.mode & 0o100 ? 0o755 : 0o644;
         headers.append(out, entry.path, 'File', mode, stats.size);
+        const tarBytes = BLOCK + Math.ceil(stats.size / BLOCK) * BLOCK;
+        const file = { path: entry.path, kind: 'file' as const, executable: mode === 0o755 };
         if (stats.size <= SMALL_FILE_BYTES) {
-          readSmallFile(out, entry, fd, stats.size);
+          const data = readSmallFile(out, entry, fd, stats.size);
+          capture?.add({ ...file, data }, tarBytes);
         } else {
           for (const chunk of out.takeAll()) yield chunk;
-          yield* largeFileContent(entry, fd, stats.size);
+          const parts: Buffer[] | null = capture?.fits(tarBytes) ? [] : null;
+          if (!parts) capture?.abandon();
+          for await (const chunk of largeFileContent(entry, fd, stats.size)) {
+            parts?.push(chunk);
+            yield chunk;
+          }
+          // The chunks carry the padding; a copy of the content alone, as the chunks go to the compressor.
+          if (parts) capture?.add({ ...file, data: Buffer.concat(parts).subarray(0, stats.size) }, tarBytes);
         }
       } finally {
         closeSync(fd);
@@ -408,10 +470,11 @@ function changedWhileArchiving(error: unknown, path: string): unknown {
 }
 
 /**
- * Appends exactly `size` bytes of an open file and the padding to a whole block; fails if the file's size
- * is not `size`. One read asks for a byte more than expected: getting it means the file grew.
+ * Appends exactly `size` bytes of an open file and the padding to a whole block, and returns a view of
+ * those bytes; fails if the file's size is not `size`. One read asks for a byte more than expected:
+ * getting it means the file grew.
  */
-function readSmallFile(out: OutputBatch, entry: ListedEntry, fd: number, size: number): void {
+function readSmallFile(out: OutputBatch, entry: ListedEntry, fd: number, size: number): Buffer {
   const padding = (BLOCK - (size % BLOCK)) % BLOCK;
   const target = out.reserve(size + padding + 1);
   const at = out.offset;
@@ -426,6 +489,8 @@ function readSmallFile(out: OutputBatch, entry: ListedEntry, fd: number, size: n
   }
   target.fill(0, at + size, at + size + padding);
   out.commit(size + padding);
+  // The bytes just read: this part of the batch is never written again.
+  return target.subarray(at, at + size);
 }
 
 /**

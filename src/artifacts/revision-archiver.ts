@@ -4,6 +4,7 @@ import {
   TARBALL_CONTENT_TYPE,
   createReproducibleTarball,
   createTarballOfEntries,
+  type SnapshotCapture,
   type SnapshotTarEntry,
 } from './reproducible-tarball.js';
 
@@ -22,8 +23,10 @@ export interface RevisionToArchive {
   branchId: string;
   sha: string;
   snapshotDir: string;
-  /** The snapshot's entries in tree order, when they are not read from `snapshotDir` (compare-delta). */
+  /** The snapshot's entries in tree order, when they are not read from `snapshotDir`. */
   entries?: () => AsyncIterable<readonly SnapshotTarEntry[]>;
+  /** Collects the entries read from `snapshotDir` (complete when the archive is stored, not when reused). */
+  capture?: SnapshotCapture;
   commitTime: Date;
   signal?: AbortSignal;
 }
@@ -57,7 +60,7 @@ export class RevisionArchiver {
     const options = { mtime: r.commitTime, commitId: r.sha, signal: r.signal };
     const tarball = r.entries
       ? createTarballOfEntries(r.entries(), options)
-      : createReproducibleTarball(r.snapshotDir, options);
+      : createReproducibleTarball(r.snapshotDir, options, r.capture);
     const stored = await this.store.put(key, tarball.stream, {
       contentType: TARBALL_CONTENT_TYPE,
       signal: r.signal,

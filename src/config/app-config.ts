@@ -68,6 +68,8 @@ export interface AppConfig {
   sync: {
     workspaceDir: string;
     workspaceMaxBytes: number;
+    /** Memory for the entries of branches' last archives (0: every archive is read from its snapshot). */
+    archiveBaseCacheBytes: number;
     gitTimeoutMs: number;
     concurrency: number;
     tenantConcurrency: number;
@@ -262,6 +264,7 @@ export function loadConfig(source: Record<string, string | undefined>): AppConfi
     sync: {
       workspaceDir: e.WORKSPACE_DIR,
       workspaceMaxBytes: e.WORKSPACE_MAX_BYTES,
+      archiveBaseCacheBytes: e.ARCHIVE_BASE_CACHE_BYTES,
       gitTimeoutMs: e.GIT_TIMEOUT_MS,
       concurrency: e.SYNC_CONCURRENCY,
       tenantConcurrency: e.SYNC_TENANT_CONCURRENCY,

@@ -106,6 +106,7 @@ export const envSchema = z.object({
 
   WORKSPACE_DIR: z.string().min(1).default('.workspace'),
   WORKSPACE_MAX_BYTES: int(1024 * 1024, Number.MAX_SAFE_INTEGER).default(20 * 1024 * 1024 * 1024),
+  ARCHIVE_BASE_CACHE_BYTES: int(0, Number.MAX_SAFE_INTEGER).default(256 * 1024 * 1024),
   GIT_TIMEOUT_MS: int(1000, 24 * 3600 * 1000).default(10 * 60 * 1000),
   SYNC_CONCURRENCY: int(1, 256).default(4),
   SYNC_TENANT_CONCURRENCY: int(1, 256).default(2),

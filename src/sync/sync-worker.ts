@@ -13,6 +13,7 @@ import { ArchivesRepository } from '../artifacts/archives.repository.js';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import { ARTIFACT_STORE } from '../artifacts/artifact-store.provider.js';
 import { RevisionArchiver } from '../artifacts/revision-archiver.js';
+import { ArchiveBaseCache } from './engine/archive-base.js';
 import { CodeHosts } from '../hosts/code-hosts.js';
 import { CompareDeltaUpdater } from './compare-delta-updater.js';
 import { GRAPH_INDEX, type GraphIndex } from '../graph/graph-index.js';
@@ -136,6 +137,7 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
       this.archiver,
       this.graphIndexing,
       deltaUpdater,
+      cfg.archiveBaseCacheBytes > 0 ? new ArchiveBaseCache(cfg.archiveBaseCacheBytes) : null,
     );
     this.slots = new TenantSlots(
       this.redis.client,

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { INestApplicationContext } from '@nestjs/common';
 import pg from 'pg';
 import { SyncReconciler } from '../../src/sync/sync-reconciler.js';
+import { snapshotKey } from '../../src/sync/workspace/workspace-cache.js';
 import { startWorker } from '../../src/worker.js';
 import { type FixtureRepository, GitFixtureServer } from '../fixtures/git-server.js';
 import { ApiHarness, type TestTenant } from './api-harness.js';
@@ -84,6 +85,12 @@ export class SyncHarness {
     return rows;
   }
 
+  /** The worker's snapshot dir of a branch. */
+  snapshotDir(repositoryId: string, branch: string): string {
+    return join(this.workspaceDir, 'repos', repositoryId, 'snapshots', snapshotKey(branch));
+  }
+
+  /** The branch's runs, oldest first. */
   async runs(branchId: string): Promise<RunRow[]> {
     const { rows } = await this.db.query<RunRow>(
       'SELECT "id","status","strategy","strategyReason","fromSha","toSha","trigger","errorCode","error" FROM "SyncRun" WHERE "branchId" = $1 ORDER BY "startedAt"',

@@ -239,6 +239,37 @@ describe('GitMirror', () => {
       await expectSnapshotEquals(repo, second, snapshotDir);
     });
 
+    it('takes the checks run beside the fetch (before the new commit is there) and merges in place', async () => {
+      const repo = await server.createRepository('mirror/inspected-early');
+      const first = await repo.commit({ 'a.txt': 'a1', 'b/c.txt': 'c', 'gone.txt': 'x' }, { date: DATE });
+      const { gitDir, snapshotDir } = workspace();
+      await recorded.clone(repo.url, gitDir, 'main');
+      await recorded.checkoutSnapshot(gitDir, snapshotDir, first);
+      await writeFile(join(snapshotDir, 'untracked.txt'), 'junk');
+      const second = await repo.commit({ 'a.txt': 'a2', 'gone.txt': null, 'new/d.txt': 'd' }, { date: DATE });
+      recorder.takeReadTrees();
+
+      const inspection = recorded.inspectSnapshot(gitDir, snapshotDir);
+      const fetched = await recorded.fetch(gitDir, repo.url, 'main');
+      expect(fetched.sha).toBe(second);
+      expect(await inspection).toEqual({ previous: first, problem: null });
+      expect(await recorded.checkoutSnapshot(gitDir, snapshotDir, second, undefined, inspection)).toEqual({
+        filesChanged: 3,
+      });
+      await expectSnapshotEquals(repo, second, snapshotDir);
+      expect(recorder.takeReadTrees()).toEqual(['-m -u']);
+
+      // A snapshot found tampered with is checked out in full.
+      await writeFile(join(snapshotDir, 'a.txt'), 'edited');
+      const tampered = recorded.inspectSnapshot(gitDir, snapshotDir);
+      expect((await tampered).problem).toEqual(expect.any(String));
+      expect(await recorded.checkoutSnapshot(gitDir, snapshotDir, second, undefined, tampered)).toEqual({
+        filesChanged: 0,
+      });
+      await expectSnapshotEquals(repo, second, snapshotDir);
+      expect(recorder.takeReadTrees()).toEqual(['--reset -u']);
+    });
+
     it.each<[string, (snapshotDir: string) => Promise<void>]>([
       ['an unchanged file modified', (dir) => writeFile(join(dir, 'same.txt'), 'edited')],
       ['a changed file modified', (dir) => writeFile(join(dir, 'changes.txt'), 'edited')],

@@ -2,7 +2,6 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { GitMirror } from '../../src/sync/git/git-mirror.js';
-import { snapshotKey } from '../../src/sync/workspace/workspace-cache.js';
 import type { TestTenant } from '../support/api-harness.js';
 import { SyncHarness } from '../support/sync-harness.js';
 
@@ -41,10 +40,6 @@ describe('sync engine (real Postgres, Redis, git over smart HTTP)', () => {
     expect(res.status).toBe(202);
   }
 
-  function snapshotDir(repositoryId: string, branch: string): string {
-    return join(h.workspaceDir, 'repos', repositoryId, 'snapshots', snapshotKey(branch));
-  }
-
   it('onboards a repository onto its default branch, then follows pushes with fetch, not a re-clone', async () => {
     const remote = await h.git.createRepository('app');
     const first = await remote.commit({
@@ -60,7 +55,7 @@ describe('sync engine (real Postgres, Redis, git over smart HTTP)', () => {
     expect(runs1).toEqual([
       expect.objectContaining({ status: 'SUCCEEDED', strategy: 'clone', toSha: first }),
     ]);
-    expect(await remote.diffAgainstDirectory(first, snapshotDir(repo.id, 'main'))).toEqual([]);
+    expect(await remote.diffAgainstDirectory(first, h.snapshotDir(repo.id, 'main'))).toEqual([]);
 
     const view = await h.api.request<RepoView>('GET', `/repositories/${repo.id}`, { token: tenant.apiKey });
     expect(view.body).toMatchObject({ status: 'SYNCED', lastCommitSha: first, defaultBranch: 'main' });
@@ -72,7 +67,7 @@ describe('sync engine (real Postgres, Redis, git over smart HTTP)', () => {
     await h.waitForBranch(repo.id, 'main', second);
     const runs2 = await h.runs(branch.id);
     expect(runs2[1]).toMatchObject({ status: 'SUCCEEDED', strategy: 'fetch', fromSha: first, toSha: second });
-    expect(await remote.diffAgainstDirectory(second, snapshotDir(repo.id, 'main'))).toEqual([]);
+    expect(await remote.diffAgainstDirectory(second, h.snapshotDir(repo.id, 'main'))).toEqual([]);
     // The cached clone was updated in place, not made again.
     expect((await stat(readyMarker)).mtimeMs).toBe(clonedAt);
 
@@ -109,7 +104,7 @@ describe('sync engine (real Postgres, Redis, git over smart HTTP)', () => {
       });
       expect(runs[2]).toMatchObject({ strategyReason: 'already at the remote head', toSha: second });
       expect(lsRemote).not.toHaveBeenCalled();
-      expect(await remote.diffAgainstDirectory(second, snapshotDir(repo.id, 'main'))).toEqual([]);
+      expect(await remote.diffAgainstDirectory(second, h.snapshotDir(repo.id, 'main'))).toEqual([]);
     } finally {
       lsRemote.mockRestore();
     }
@@ -129,7 +124,7 @@ describe('sync engine (real Postgres, Redis, git over smart HTTP)', () => {
     const runs = await h.runs(branch.id);
     expect(runs[runs.length - 1]).toMatchObject({ status: 'SUCCEEDED', strategy: 'fetch', toSha: rewritten });
     expect(runs[runs.length - 1]!.strategyReason).toMatch(/force-push/);
-    expect(await remote.diffAgainstDirectory(rewritten, snapshotDir(repo.id, 'main'))).toEqual([]);
+    expect(await remote.diffAgainstDirectory(rewritten, h.snapshotDir(repo.id, 'main'))).toEqual([]);
   });
 
   it('marks a branch deleted on the host as deleted, without an error loop', async () => {

@@ -1,4 +1,4 @@
-import type { FetchResult, GitMirror } from '../git/git-mirror.js';
+import type { FetchResult, GitMirror, SnapshotInspection } from '../git/git-mirror.js';
 import type { GitCredentials } from '../git/git-runner.js';
 import { GitError, GitRemoteRefNotFoundError, isRetryableGitError } from '../git/git-errors.js';
 import type { GraphIndexing } from '../graph-indexing.js';
@@ -12,7 +12,17 @@ import type {
   SyncStateStore,
 } from './sync-types.js';
 import { settleAll } from '../settle-all.js';
-import type { SnapshotTarEntry } from '../../artifacts/reproducible-tarball.js';
+import { SnapshotCapture, type SnapshotTarEntry } from '../../artifacts/reproducible-tarball.js';
+import { ArchiveBaseMismatch, type ArchiveBaseCache } from './archive-base.js';
+import { applyTreeChanges } from './archive-base.js';
+import { TreeChangesUnreadable } from '../git/tree-changes.js';
+
+/** More changed paths than this between two revisions: the archive is made from the snapshot. */
+const ARCHIVE_BASE_MAX_CHANGES = 50_000;
+const ARCHIVE_BATCH_ENTRIES = 1000;
+
+/** What the archive step reports. */
+type ArchivedRevision = { archive: { sizeBytes: number }; reused: boolean };
 
 /** Resolves the git credentials of a repository (decrypted in memory, never logged). */
 export type CredentialSource = (repository: SyncRepository) => Promise<GitCredentials | undefined>;
@@ -27,10 +37,12 @@ export interface RevisionArchiving {
     branchId: string;
     sha: string;
     snapshotDir: string;
-    /** The snapshot's entries in tree order, when they are not read from `snapshotDir` (compare-delta). */
+    /** The snapshot's entries in tree order, when they are not read from `snapshotDir`. */
     entries?: () => AsyncIterable<readonly SnapshotTarEntry[]>;
+    /** Collects the entries read from `snapshotDir`, when the archive is written (not reused). */
+    capture?: SnapshotCapture;
     commitTime: Date;
-  }): Promise<{ archive: { sizeBytes: number }; reused: boolean }>;
+  }): Promise<ArchivedRevision>;
   applyRetention(branchId: string): Promise<number>;
 }
 
@@ -143,6 +155,8 @@ export class BranchSynchronizer {
     private readonly archiver: RevisionArchiving | null = null,
     private readonly graph: GraphIndexing | null = null,
     private readonly delta: DeltaUpdating | null = null,
+    /** Entries of each branch's last archive, from which the next one is made (null: always from the snapshot). */
+    private readonly archiveBases: ArchiveBaseCache | null = null,
   ) {}
 
   /** Runs one attempt for a branch and records its outcome. */
@@ -239,6 +253,12 @@ export class BranchSynchronizer {
     });
 
     const lease = await timed('workspace', () => this.workspaces.acquire(repo.id));
+    // The snapshot's in-place checks, started beside the fetch; settled before the clone is reset or the
+    // lease ends, so no git runs in a workspace that is going away.
+    let inspection: Promise<SnapshotInspection> | null = null;
+    const inspected = async (): Promise<void> => {
+      await inspection?.catch(() => undefined);
+    };
     try {
       const snapshotDir = lease.snapshotDir(branch.name);
       const plan = this.plan(repo, lease);
@@ -249,9 +269,16 @@ export class BranchSynchronizer {
       const deltaFirst = this.delta !== null && repo.syncStrategy === 'COMPARE';
       if (plan.strategy === 'fetch' && !deltaFirst) {
         // With a cached clone, fetching the branch is what resolves its head (no ls-remote first): a fetch
-        // that brings nothing new is a no-op, and a branch the remote lacks is resolved below.
+        // that brings nothing new is a no-op, and a branch the remote lacks is resolved below. The
+        // snapshot's checks need no new objects, so they run meanwhile.
+        inspection = timed('inspect', () => this.mirror.inspectSnapshot(lease.gitDir, snapshotDir));
+        inspection.catch(() => undefined);
         const cached = await this.fetchIntoCache(lease, repo, branch.name, timed, credentials);
         if (cached === 'unusable') {
+          // A broken cached clone must not fail the sync: start over from a fresh clone.
+          await inspected();
+          inspection = null;
+          await lease.reset();
           strategy = 'clone';
           reason = 'the cached clone was unusable';
         } else if (cached !== 'missing') {
@@ -297,6 +324,8 @@ export class BranchSynchronizer {
             this.mirror.fetch(lease.gitDir, repo.cloneUrl, branch.name, await credentials()),
           );
         } else {
+          await inspected();
+          inspection = null;
           if (lease.ready) await lease.reset();
           fetched = await timed('clone', async () =>
             this.mirror.clone(repo.cloneUrl, lease.gitDir, branch.name, await credentials()),
@@ -304,39 +333,51 @@ export class BranchSynchronizer {
         }
       }
       const sha = fetched.sha;
+      const archiver = this.archiver;
+      const commitTime = archiver ? this.mirror.commitTime(lease.gitDir, sha) : Promise.resolve(null);
+      // With the entries of the synced revision's archive at hand, the new archive is made from them and
+      // git's tree changes while the snapshot is updated; otherwise from the snapshot, once updated.
+      const base =
+        archiver && branch.syncedSha && branch.syncedSha !== sha
+          ? (this.archiveBases?.get(branch.branchId, branch.syncedSha) ?? null)
+          : null;
+      const fromBase = base
+        ? timed('archive', () =>
+            this.archiveFromBase(branch, base, branch.syncedSha!, sha, lease.gitDir, commitTime, credentials),
+          )
+        : Promise.resolve(null);
 
       // The checks beside the checkout only read commits, which a blobless clone has.
-      const [fastForward, { filesChanged }, commitTime] = await settleAll([
+      const [fastForward, { filesChanged }, committed, archivedFromBase] = await settleAll([
         branch.syncedSha && branch.syncedSha !== sha
           ? timed('history', async () =>
               this.mirror.isAncestor(lease.gitDir, branch.syncedSha!, sha, await credentials()),
             )
           : Promise.resolve(true),
         timed('checkout', async () =>
-          this.mirror.checkoutSnapshot(lease.gitDir, snapshotDir, sha, await credentials()),
+          this.mirror.checkoutSnapshot(
+            lease.gitDir,
+            snapshotDir,
+            sha,
+            await credentials(),
+            inspection ?? undefined,
+          ),
         ),
-        this.archiver ? this.mirror.commitTime(lease.gitDir, sha) : Promise.resolve(null),
+        commitTime,
+        fromBase,
       ]);
       if (!fastForward)
         reason = `${reason}; force-push: ${branch.syncedSha!.slice(0, 12)} is not an ancestor`;
 
       // The archive reads the snapshot only, so the graph step (git log) and the repack run beside it.
       // The branch becomes SYNCED only once its archive is recorded: a failure here fails the attempt.
-      const archiver = this.archiver;
       const indexing = this.graph?.enabled ? this.graph : null;
       const [archived, graph] = await settleAll([
-        archiver && commitTime
-          ? timed('archive', () =>
-              archiver.archive({
-                tenantId: branch.tenantId,
-                repositoryId: repo.id,
-                branchId: branch.branchId,
-                sha,
-                snapshotDir,
-                commitTime,
-              }),
-            )
-          : Promise.resolve(null),
+        archivedFromBase
+          ? Promise.resolve(archivedFromBase)
+          : archiver && committed
+            ? timed('archive', () => this.archiveFromSnapshot(archiver, branch, sha, snapshotDir, committed))
+            : Promise.resolve(null),
         indexing
           ? timed('graph', async () =>
               indexing.index({
@@ -355,7 +396,11 @@ export class BranchSynchronizer {
         timed('gc', () => this.mirror.collectGarbage(lease.gitDir)),
       ]);
       if (archived) {
-        reason = `${reason}; archive ${archived.reused ? 'reused' : 'stored'} (${archived.archive.sizeBytes} bytes)`;
+        const source =
+          archived.changedPaths === null
+            ? ''
+            : `, from the previous archive and ${archived.changedPaths} changed paths`;
+        reason = `${reason}; archive ${archived.reused ? 'reused' : 'stored'} (${archived.archive.sizeBytes} bytes${source})`;
       }
       return {
         run: {
@@ -371,8 +416,89 @@ export class BranchSynchronizer {
         remoteSha: sha,
       };
     } finally {
+      await inspected();
       await lease.release();
     }
+  }
+
+  /**
+   * The archive of `sha` made from the entries of the synced revision's archive and git's changes between
+   * the two commits; null when the changes are too large to hold or do not fit the entries (the archive is
+   * then made from the snapshot). Keeps the new entries for the next revision.
+   */
+  private async archiveFromBase(
+    branch: ClaimedBranch,
+    base: readonly SnapshotTarEntry[],
+    fromSha: string,
+    sha: string,
+    gitDir: string,
+    commitTime: Promise<Date | null>,
+    credentials: () => Promise<GitCredentials | undefined>,
+  ): Promise<(ArchivedRevision & { changedPaths: number }) | null> {
+    const archiver = this.archiver;
+    const bases = this.archiveBases;
+    if (!archiver || !bases) return null;
+    let entries: SnapshotTarEntry[];
+    let changedPaths: number;
+    try {
+      const changes = await this.mirror.treeChanges(
+        gitDir,
+        fromSha,
+        sha,
+        { maxChanges: ARCHIVE_BASE_MAX_CHANGES, maxBytes: bases.maxBytes },
+        await credentials(),
+      );
+      if (changes === null) return null;
+      entries = applyTreeChanges(base, changes);
+      changedPaths = changes.length;
+    } catch (e) {
+      if (!(e instanceof ArchiveBaseMismatch || e instanceof TreeChangesUnreadable || e instanceof GitError))
+        throw e;
+      // Not this branch's tree after all, or git could not tell: the snapshot is archived instead.
+      bases.delete(branch.branchId);
+      this.log('archive not made from the previous one; archiving the snapshot', {
+        branchId: branch.branchId,
+        reason: e.message,
+      });
+      return null;
+    }
+    const time = await commitTime;
+    if (!time) return null;
+    const archived = await archiver.archive({
+      tenantId: branch.tenantId,
+      repositoryId: branch.repository.id,
+      branchId: branch.branchId,
+      sha,
+      snapshotDir: '',
+      entries: () => inBatches(entries),
+      commitTime: time,
+    });
+    bases.set(branch.branchId, sha, entries);
+    return { ...archived, changedPaths };
+  }
+
+  /** The archive of `sha` read from the updated snapshot; its entries are kept for the next revision. */
+  private async archiveFromSnapshot(
+    archiver: RevisionArchiving,
+    branch: ClaimedBranch,
+    sha: string,
+    snapshotDir: string,
+    commitTime: Date,
+  ): Promise<ArchivedRevision & { changedPaths: null }> {
+    const capture = this.archiveBases ? new SnapshotCapture(this.archiveBases.maxBytes) : undefined;
+    const archived = await archiver.archive({
+      tenantId: branch.tenantId,
+      repositoryId: branch.repository.id,
+      branchId: branch.branchId,
+      sha,
+      snapshotDir,
+      capture,
+      commitTime,
+    });
+    const captured = archived.reused ? null : capture?.result();
+    if (captured) this.archiveBases?.set(branch.branchId, sha, captured.entries, captured.bytes);
+    else this.archiveBases?.delete(branch.branchId);
+    return { ...archived, changedPaths: null };
   }
 
   /**
@@ -446,7 +572,7 @@ export class BranchSynchronizer {
 
   /**
    * Fetches the branch into the cached clone: its new head, `missing` when the remote has no such branch,
-   * or `unusable` when the clone is damaged (then wiped, for a fresh clone).
+   * or `unusable` when the clone is damaged (the caller wipes it, for a fresh clone).
    */
   private async fetchIntoCache(
     lease: WorkspaceLease,
@@ -464,7 +590,6 @@ export class BranchSynchronizer {
       // A broken cached clone must not fail the sync: start over from a fresh clone.
       if (e instanceof GitError && (isRetryableGitError(e) || !isLocalCorruption(e))) throw e;
       this.log('cached clone unusable, re-cloning', { repositoryId: repo.id, code: errorCode(e) });
-      await lease.reset();
       return 'unusable';
     }
   }
@@ -475,6 +600,13 @@ export class BranchSynchronizer {
       return { strategy: 'clone', reason: 'the repository forces a full clone' };
     if (!lease.ready) return { strategy: 'clone', reason: 'no cached clone on this worker' };
     return { strategy: 'fetch', reason: 'cached clone present' };
+  }
+}
+
+/** The entries in batches, as the archiver reads them. */
+async function* inBatches(entries: readonly SnapshotTarEntry[]): AsyncGenerator<SnapshotTarEntry[]> {
+  for (let at = 0; at < entries.length; at += ARCHIVE_BATCH_ENTRIES) {
+    yield entries.slice(at, at + ARCHIVE_BATCH_ENTRIES);
   }
 }
 

@@ -11,14 +11,21 @@
  *     reposync/index/<key>                   index file of that snapshot dir (GIT_INDEX_FILE)
  *     info/attributes                        disables eol/filter/ident conversion so snapshots equal the tree
  *     .reposync-ready                        completion marker (WorkspaceCache contract)
- * A snapshot dir holds exactly the files of one commit and no `.git`; blobs are fetched lazily (in one
- * batch per checkout) from the promisor remote, which is why checkouts take credentials too.
+ * A snapshot dir holds exactly the files of one commit and no `.git`. The clone is blobless; incremental
+ * fetches bring the new commits' blobs, and any other blob a checkout needs is fetched lazily (in one batch
+ * per checkout) from the promisor remote, which is why checkouts take credentials too.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { markReady } from '../workspace/workspace-cache.js';
-import { GitCommandFailedError, GitInvalidArgumentError, GitRefNotFoundError } from './git-errors.js';
+import {
+  GitAbortedError,
+  GitCommandFailedError,
+  GitInvalidArgumentError,
+  GitRefNotFoundError,
+} from './git-errors.js';
+import { hasBlobContent, parseCatFileBatch, parseRawTreeDiff, type TreeChange } from './tree-changes.js';
 import type { GitCredentials, GitRunner, GitRunOptions } from './git-runner.js';
 import { settleAll } from '../settle-all.js';
 
@@ -51,6 +58,13 @@ export interface RemoteHeads {
   branches: Map<string, string>;
 }
 
+export interface TreeChangeLimits {
+  /** More changed paths (directories included) than this: no changes returned. */
+  maxChanges: number;
+  /** More bytes of new content than this: no changes returned. */
+  maxBytes: number;
+}
+
 export interface FetchResult {
   /** Commit the branch points to after the fetch. */
   sha: string;
@@ -62,8 +76,28 @@ export interface FetchResult {
 interface SnapshotWorktree {
   gitDir: string;
   snapshotDir: string;
+  indexFile: string;
+  /** `refs/reposync/snapshots/<key>`: the commit the dir last held. */
+  ref: string;
   args: string[];
   options: GitRunOptions;
+}
+
+/** Whether a snapshot dir can be updated in place (see GitMirror.inspectSnapshot). */
+export interface SnapshotInspection {
+  /** The commit the dir last held, null before its first checkout. */
+  previous: string | null;
+  /** Why it cannot be updated in place; null when it can. */
+  problem: string | null;
+}
+
+/**
+ * Exit codes that mean "not as expected" (and local failures: a damaged index) send a snapshot down the
+ * full checkout. Credentials, network, timeouts propagate: the full way would fail the same.
+ */
+function problemOf(error: unknown): string {
+  if (!(error instanceof GitCommandFailedError)) throw error;
+  return error.message;
 }
 
 // Snapshots must be byte-exact copies of the tree: highest-precedence attributes switch off every
@@ -122,7 +156,14 @@ export class GitMirror {
       await this.runner.run(['--git-dir', gitDir, 'config', key, value], local);
     }
     await writeExactCheckoutAttributes(gitDir);
-    const result = await this.fetchBranch(gitDir, branch, [], credentials, this.timeouts.cloneMs);
+    const result = await this.fetchBranch(
+      gitDir,
+      branch,
+      [],
+      credentials,
+      this.timeouts.cloneMs,
+      'blob:none',
+    );
     await markReady(gitDir);
     return result;
   }
@@ -152,6 +193,7 @@ export class GitMirror {
       remote.get('remote.origin.fetch') ?? [],
       credentials,
       this.timeouts.fetchMs,
+      null,
     );
   }
 
@@ -160,38 +202,110 @@ export class GitMirror {
    * removed) and counts the paths that changed since the commit this dir held before (0 the first time).
    *
    * Two ways there, with the same guarantee once it returns:
-   * - In place, when the dir held a commit before and its index is there. First the snapshot is checked
-   *   to be exactly that commit (index equal to its tree, every indexed path on disk matching the index)
-   *   and untracked files are removed, while the blobs the update needs are downloaded; then a two-way
-   *   merge writes only the paths that differ. Starting from an index equal to the old tree, the merge
-   *   leaves exactly the new tree.
+   * - In place, when the dir held a commit before and its index is there. The snapshot is first checked
+   *   to be exactly that commit (inspectSnapshot: index equal to its tree, every indexed path on disk
+   *   matching the index, untracked files removed); then a two-way merge writes only the paths that
+   *   differ. Starting from an index equal to the old tree, the merge leaves exactly the new tree.
    * - In full: the first time, and whenever a check or the merge fails. A one-way reset to the commit
    *   rewrites whatever differs from the index, then untracked files are removed.
    * Both trust git's stat data alike (content is compared when size, times or inode changed, or when the
    * file is as new as the index; a same-size edit that also restores all of them goes unseen by either)
    * and both lstat every tracked path. What the in-place way saves is the reset's per-path work and,
-   * mostly, time: its checks run while the blobs download, where the reset waits for them first.
+   * mostly, time: its checks need no new objects, so they can run before `sha` is even fetched (pass
+   * their `inspection`, started beside the fetch). Blobs the clone lacks are fetched by the merge, in one
+   * batch.
    */
   async checkoutSnapshot(
     gitDir: string,
     snapshotDir: string,
     sha: string,
     credentials?: GitCredentials,
+    inspection?: Promise<SnapshotInspection>,
   ): Promise<{ filesChanged: number }> {
     assertObjectId(sha);
+    const snapshot = await this.snapshotWorktree(gitDir, snapshotDir, credentials);
+    const inspected = await (inspection ?? this.inspectSnapshot(gitDir, snapshotDir));
+    const previous = inspected.previous;
+    const countChanges = (): Promise<number> =>
+      previous !== null && previous !== sha
+        ? this.countChangedPaths(gitDir, previous, sha)
+        : Promise.resolve(0);
+
+    let filesChanged: number | null = null;
+    let problem = inspected.problem;
+    if (previous !== null && problem === null) {
+      [problem, filesChanged] = await settleAll([
+        previous === sha
+          ? Promise.resolve(null)
+          : this.runner
+              .run([...snapshot.args, 'read-tree', '-m', '-u', previous, sha], snapshot.options)
+              .then(() => null, problemOf),
+        countChanges(),
+      ]);
+    }
+    if (previous !== null && problem !== null) {
+      this.log('snapshot not updatable in place; checking it out in full', { snapshotDir, problem });
+    }
+    if (filesChanged === null || problem !== null) {
+      // --reset -u: a one-way merge to `sha` that also restores tracked files someone changed or deleted
+      // in the snapshot and overwrites untracked files in the way (the index alone is not trusted).
+      await this.runner.run([...snapshot.args, 'read-tree', '--reset', '-u', sha], snapshot.options);
+      [, filesChanged] = await settleAll([this.cleanSnapshot(snapshot), countChanges()]);
+    }
+    await this.runner.run(['--git-dir', gitDir, 'update-ref', snapshot.ref, sha], this.localOptions());
+    return { filesChanged };
+  }
+
+  /**
+   * Checks that the snapshot is still exactly the commit it last held, and removes untracked files: the
+   * first half of an in-place checkoutSnapshot, which needs no new objects and so can run beside a fetch.
+   * `problem` is null when the snapshot can be updated in place, or says why not.
+   */
+  async inspectSnapshot(gitDir: string, snapshotDir: string): Promise<SnapshotInspection> {
+    const snapshot = await this.snapshotWorktree(gitDir, snapshotDir);
+    const previous = await this.resolveOptional(gitDir, snapshot.ref);
+    if (previous === null) return { previous, problem: 'no commit checked out yet' };
+    if (!(await pathExists(snapshot.indexFile))) return { previous, problem: 'the index is missing' };
+    const { args, options } = snapshot;
+    // All of these only read the index (update-index writes back refreshed stat data, same paths), so
+    // they run side by side.
+    const [treeProblem, diskProblem, cleanProblem] = await settleAll([
+      // Exits 1 unless the index is exactly the old commit's tree, which is what makes the two-way merge
+      // exact: an index that is not (a crash between checkout and update-ref, a damaged file) would
+      // carry its differences over unchanged paths into the new snapshot.
+      this.runner
+        .run([...args, 'diff-index', '--cached', '--quiet', previous, '--'], options)
+        .then(() => null, problemOf),
+      // Exits 1 when a tracked path on disk differs from the index (content, mode, type, missing); also
+      // stores fresh stat data for files whose stat changed but not their content, so the next check
+      // stays cheap. The paths it lists are not needed, only whether there are any.
+      this.runner
+        .run([...args, 'update-index', '--refresh'], { ...options, onStdout: () => undefined })
+        .then(() => null, problemOf),
+      // Untracked files go now, including any in the way of paths the merge adds.
+      this.cleanSnapshot(snapshot).then(() => null, problemOf),
+    ]);
+    return { previous, problem: treeProblem ?? diskProblem ?? cleanProblem };
+  }
+
+  /** The git arguments, index and ref of a snapshot dir (created if needed). */
+  private async snapshotWorktree(
+    gitDir: string,
+    snapshotDir: string,
+    credentials?: GitCredentials,
+  ): Promise<SnapshotWorktree> {
     const key = createHash('sha256').update(resolve(snapshotDir)).digest('hex').slice(0, 16);
     const indexDir = join(gitDir, 'reposync', 'index');
     const indexFile = join(indexDir, key);
-    const snapshotRef = `refs/reposync/snapshots/${key}`;
     await mkdir(indexDir, { recursive: true });
     await mkdir(snapshotDir, { recursive: true });
     // Written on every checkout so clones made before this rule existed get it too.
     await writeExactCheckoutAttributes(gitDir);
-
-    const previous = await this.resolveOptional(gitDir, snapshotRef);
-    const snapshot: SnapshotWorktree = {
+    return {
       gitDir,
       snapshotDir,
+      indexFile,
+      ref: `refs/reposync/snapshots/${key}`,
       args: [
         '--git-dir',
         gitDir,
@@ -208,97 +322,6 @@ export class GitMirror {
       ],
       options: { credentials, timeoutMs: this.timeouts.checkoutMs, env: { GIT_INDEX_FILE: indexFile } },
     };
-    const countChanges = (): Promise<number> =>
-      previous !== null && previous !== sha
-        ? this.countChangedPaths(gitDir, previous, sha)
-        : Promise.resolve(0);
-
-    let filesChanged: number | null = null;
-    if (previous !== null && (await pathExists(indexFile))) {
-      filesChanged = await this.updateSnapshotInPlace(snapshot, previous, sha, countChanges);
-    }
-    if (filesChanged === null) {
-      // --reset -u: a one-way merge to `sha` that also restores tracked files someone changed or deleted
-      // in the snapshot and overwrites untracked files in the way (the index alone is not trusted).
-      await this.runner.run([...snapshot.args, 'read-tree', '--reset', '-u', sha], snapshot.options);
-      [, filesChanged] = await settleAll([this.cleanSnapshot(snapshot), countChanges()]);
-    }
-    await this.runner.run(['--git-dir', gitDir, 'update-ref', snapshotRef, sha], this.localOptions());
-    return { filesChanged };
-  }
-
-  /**
-   * Checks that the snapshot is exactly `previous` and moves it to `sha` writing only the paths that
-   * differ. Resolves with the count of changed paths, or null when the snapshot must be checked out in
-   * full instead (nothing it did stands in the way of that).
-   */
-  private async updateSnapshotInPlace(
-    snapshot: SnapshotWorktree,
-    previous: string,
-    sha: string,
-    countChanges: () => Promise<number>,
-  ): Promise<number | null> {
-    const { args, options } = snapshot;
-    // Exit codes that mean "not as expected" (and local failures: a damaged index) send the snapshot down
-    // the full way. Credentials, network, timeouts propagate: the full way would fail the same.
-    const problemOf = (error: unknown): string => {
-      if (!(error instanceof GitCommandFailedError)) throw error;
-      return error.message;
-    };
-    // All of these only read the index (update-index writes back refreshed stat data, same paths), so
-    // they run side by side, and beside the download of the blobs the merge will need.
-    const [treeProblem, diskProblem, cleanProblem, , filesChanged] = await settleAll([
-      // Exits 1 unless the index is exactly the old commit's tree, which is what makes the two-way merge
-      // exact: an index that is not (a crash between checkout and update-ref, a damaged file) would
-      // carry its differences over unchanged paths into the new snapshot.
-      this.runner
-        .run([...args, 'diff-index', '--cached', '--quiet', previous, '--'], options)
-        .then(() => null, problemOf),
-      // Exits 1 when a tracked path on disk differs from the index (content, mode, type, missing); also
-      // stores fresh stat data for files whose stat changed but not their content, so the next check
-      // stays cheap. The paths it lists are not needed, only whether there are any.
-      this.runner
-        .run([...args, 'update-index', '--refresh'], { ...options, onStdout: () => undefined })
-        .then(() => null, problemOf),
-      // Untracked files go now, including any in the way of paths the merge adds.
-      this.cleanSnapshot(snapshot).then(() => null, problemOf),
-      previous !== sha ? this.prefetchChangedBlobs(snapshot, previous, sha) : Promise.resolve(),
-      countChanges(),
-    ]);
-    let problem = treeProblem ?? diskProblem ?? cleanProblem;
-    if (problem === null && previous !== sha) {
-      try {
-        await this.runner.run([...args, 'read-tree', '-m', '-u', previous, sha], options);
-      } catch (error) {
-        problem = problemOf(error);
-      }
-    }
-    if (problem === null) return filesChanged;
-    this.log('snapshot not updatable in place; checking it out in full', {
-      snapshotDir: snapshot.snapshotDir,
-      problem,
-    });
-    return null;
-  }
-
-  /**
-   * Downloads the missing blobs that differ between two commits in one batch. Only a head start for the
-   * merge, which would fetch the same blobs itself: git's diff fetches a diff's missing blobs in one batch
-   * before computing any stat, and `--dirstat=files` is the stat that needs no line diffs.
-   */
-  private async prefetchChangedBlobs(snapshot: SnapshotWorktree, from: string, to: string): Promise<void> {
-    try {
-      await this.runner.run(
-        ['--git-dir', snapshot.gitDir, 'diff-tree', '-r', '--no-renames', '--dirstat=files', from, to],
-        { ...snapshot.options, env: {}, onStdout: () => undefined },
-      );
-    } catch (error) {
-      if (!(error instanceof GitCommandFailedError)) throw error;
-      this.log('prefetching changed blobs failed; the checkout fetches them itself', {
-        snapshotDir: snapshot.snapshotDir,
-        error: error.message,
-      });
-    }
   }
 
   /** Removes everything the snapshot's index does not list, ignored files and nested repositories included. */
@@ -368,6 +391,82 @@ export class GitMirror {
     });
   }
 
+  /**
+   * What changed from `from`'s tree to `to`'s (directories included), with the new content of every added
+   * or changed file and symlink; null when that is more than `limits` allow. A blob the clone lacks (a
+   * change back to content an older commit had) is fetched from the promisor remote, hence credentials.
+   */
+  async treeChanges(
+    gitDir: string,
+    from: string,
+    to: string,
+    limits: TreeChangeLimits,
+    credentials?: GitCredentials,
+  ): Promise<TreeChange[] | null> {
+    assertObjectId(from);
+    assertObjectId(to);
+    // A raw record is under 200 bytes plus its path, which git caps at 4096.
+    const diff = await this.collectOutput(
+      ['--git-dir', gitDir, 'diff-tree', '-r', '-t', '-z', '--raw', '--no-renames', '--no-abbrev', from, to],
+      limits.maxChanges * 4400,
+      this.localOptions(),
+    );
+    if (diff === null) return null;
+    const changes = parseRawTreeDiff(diff);
+    if (changes.length > limits.maxChanges) return null;
+    const ids = [
+      ...new Set(
+        changes
+          .filter((change) => change.status !== 'D' && hasBlobContent(change.newMode))
+          .map((change) => change.newId),
+      ),
+    ];
+    if (ids.length === 0) return changes;
+    const output = await this.collectOutput(
+      ['--git-dir', gitDir, 'cat-file', '--batch'],
+      // Each answer's header and newline come on top of the content.
+      limits.maxBytes + ids.length * 100,
+      { credentials, timeoutMs: this.timeouts.checkoutMs, stdin: `${ids.join('\n')}\n` },
+    );
+    if (output === null) return null;
+    const contents = parseCatFileBatch(output, ids);
+    let bytes = 0;
+    for (const change of changes) {
+      const data = contents.get(change.newId);
+      if (data && change.status !== 'D' && hasBlobContent(change.newMode)) {
+        change.data = data;
+        bytes += data.length;
+      }
+    }
+    return bytes > limits.maxBytes ? null : changes;
+  }
+
+  /** The stdout of a git run as bytes, or null (git stopped) once it grows beyond `maxBytes`. */
+  private async collectOutput(
+    args: string[],
+    maxBytes: number,
+    options: GitRunOptions,
+  ): Promise<Buffer | null> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const tooLarge = new AbortController();
+    try {
+      await this.runner.run(args, {
+        ...options,
+        signal: tooLarge.signal,
+        onStdout: (chunk) => {
+          size += chunk.length;
+          if (size > maxBytes) tooLarge.abort();
+          else chunks.push(chunk);
+        },
+      });
+    } catch (error) {
+      if (error instanceof GitAbortedError && tooLarge.signal.aborted) return null;
+      throw error;
+    }
+    return Buffer.concat(chunks, size);
+  }
+
   /** Committer date of a commit (archives use it as every entry's mtime, as `git archive` does). */
   async commitTime(gitDir: string, sha: string): Promise<Date> {
     assertObjectId(sha);
@@ -385,12 +484,19 @@ export class GitMirror {
     return new Date(seconds * 1000);
   }
 
+  /**
+   * `filter` null: no filter, overriding the clone's `blob:none`. An incremental fetch then brings the
+   * blobs of the new commits' changes (what a plain `git fetch` brings), which the snapshot update and the
+   * archive need at once; the server leaves out whatever the old head already reaches, so unchanged
+   * files are not sent. Only the initial clone skips blobs, where that saves the whole history's.
+   */
   private async fetchBranch(
     gitDir: string,
     branch: string,
     refspecs: string[],
     credentials: GitCredentials | undefined,
     timeoutMs: number | undefined,
+    filter: 'blob:none' | null,
   ): Promise<FetchResult> {
     const refspec = `+refs/heads/${branch}:refs/remotes/origin/${branch}`;
     if (!refspecs.includes(refspec)) {
@@ -410,7 +516,7 @@ export class GitMirror {
         'fetch.unpackLimit=1',
         'fetch',
         '--quiet',
-        '--filter=blob:none',
+        filter === null ? '--no-filter' : `--filter=${filter}`,
         '--no-tags',
         '--no-write-fetch-head',
         '--no-auto-maintenance',

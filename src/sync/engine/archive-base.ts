@@ -1,0 +1,196 @@
+/**
+ * The entries of a branch's last archive, kept in memory so the next revision's archive can be made from
+ * them and the tree changes git reports, without reading the snapshot from disk: the changed paths are
+ * spliced into the previous revision's entries, which stay in tree order.
+ *
+ * Exact by construction when the entries are exactly the previous commit's tree (they are what its
+ * archive was written from) and the changes are git's between the two commits. Changes that do not fit
+ * the entries (a path to change that is missing, one to add that is there) mean the entries are not that
+ * tree: the result is refused and the archive is made from the snapshot instead.
+ */
+import { isUtf8 } from 'node:buffer';
+import type { SnapshotTarEntry } from '../../artifacts/reproducible-tarball.js';
+import type { TreeChange } from '../git/tree-changes.js';
+
+/** The changes do not apply to the entries: they are not the tree the changes start from. */
+export class ArchiveBaseMismatch extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ArchiveBaseMismatch';
+  }
+}
+
+const TAR_BLOCK = 512;
+
+/** Bytes the entries take in a tar (headers and padded contents): what holding them costs, near enough. */
+export function tarBytesOf(entries: readonly SnapshotTarEntry[]): number {
+  let bytes = 0;
+  for (const entry of entries) {
+    const size = entry.data?.length ?? 0;
+    bytes += TAR_BLOCK + Math.ceil(size / TAR_BLOCK) * TAR_BLOCK;
+  }
+  return bytes;
+}
+
+/** The sort key of the archive's tree order: UTF-8 bytes as latin1 (string order is byte order), `/` after a directory. */
+function orderKey(path: string, directory: boolean): string {
+  return Buffer.from(directory ? `${path}/` : path, 'utf8').toString('latin1');
+}
+
+function keyOf(entry: SnapshotTarEntry): string {
+  return orderKey(entry.path, entry.kind === 'directory');
+}
+
+/** What a git mode is in a snapshot: submodules are checked out as empty directories. */
+function kindOfMode(mode: string): SnapshotTarEntry['kind'] | null {
+  switch (mode) {
+    case '100644':
+    case '100755':
+      return 'file';
+    case '120000':
+      return 'symlink';
+    case '040000':
+    case '160000':
+      return 'directory';
+    default:
+      return null;
+  }
+}
+
+function entryOf(change: TreeChange): SnapshotTarEntry {
+  const kind = kindOfMode(change.newMode);
+  if (kind === null) throw new ArchiveBaseMismatch(`unknown mode ${change.newMode} of ${change.path}`);
+  if (kind === 'directory') return { path: change.path, kind };
+  if (!change.data) throw new ArchiveBaseMismatch(`no content for ${JSON.stringify(change.path)}`);
+  if (kind === 'symlink') {
+    if (!isUtf8(change.data) || change.data.length === 0) {
+      throw new ArchiveBaseMismatch(`the symlink ${JSON.stringify(change.path)} has no UTF-8 target`);
+    }
+    return { path: change.path, kind, linkpath: change.data.toString('utf8') };
+  }
+  return { path: change.path, kind, executable: change.newMode === '100755', data: change.data };
+}
+
+/** First index whose key is not below `key` (entries are in tree order). */
+function lowerBound(entries: readonly SnapshotTarEntry[], key: string): number {
+  let low = 0;
+  let high = entries.length;
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    if (keyOf(entries[mid]!) < key) low = mid + 1;
+    else high = mid;
+  }
+  return low;
+}
+
+/**
+ * The entries of the new tree: `base` (tree order) with `changes` applied. Throws ArchiveBaseMismatch when
+ * a change does not fit `base`.
+ */
+export function applyTreeChanges(
+  base: readonly SnapshotTarEntry[],
+  changes: readonly TreeChange[],
+): SnapshotTarEntry[] {
+  // Old side: the key that must be in base and go. New side: the entry to put in, and whether it replaces
+  // an entry with the same key (a modification) or takes a free one.
+  const removals = new Set<string>();
+  const puts = new Map<string, { entry: SnapshotTarEntry; replaces: boolean }>();
+  for (const change of changes) {
+    const oldKind = kindOfMode(change.oldMode);
+    const newKind = kindOfMode(change.newMode);
+    if (change.status === 'M') {
+      // A directory whose contents changed, or a submodule moved to another commit: same empty directory.
+      if (newKind === 'directory') continue;
+      if (oldKind !== newKind) throw new ArchiveBaseMismatch(`${change.path} changed type without T`);
+      puts.set(orderKey(change.path, false), { entry: entryOf(change), replaces: true });
+      continue;
+    }
+    if (change.status === 'D' || change.status === 'T') {
+      if (oldKind === null) throw new ArchiveBaseMismatch(`unknown mode ${change.oldMode} of ${change.path}`);
+      removals.add(orderKey(change.path, oldKind === 'directory'));
+    }
+    if (change.status === 'A' || change.status === 'T') {
+      const entry = entryOf(change);
+      puts.set(keyOf(entry), { entry, replaces: false });
+    }
+  }
+
+  // Where each removal and put lands in base, in base order; consecutive slices of base are copied between.
+  const edits: { at: number; key: string }[] = [];
+  for (const key of new Set([...removals, ...puts.keys()])) edits.push({ at: lowerBound(base, key), key });
+  edits.sort((a, b) => a.at - b.at || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const result: SnapshotTarEntry[] = [];
+  let copied = 0;
+  for (const { at, key } of edits) {
+    for (; copied < at; copied++) result.push(base[copied]!);
+    const present = copied < base.length && keyOf(base[copied]!) === key;
+    const removed = removals.has(key);
+    const put = puts.get(key);
+    if (removed || put?.replaces) {
+      if (!present) throw new ArchiveBaseMismatch(`${JSON.stringify(key)} is not in the previous revision`);
+      copied++;
+    } else if (present) {
+      throw new ArchiveBaseMismatch(`${JSON.stringify(key)} is already in the previous revision`);
+    }
+    if (put) result.push(put.entry);
+  }
+  for (; copied < base.length; copied++) result.push(base[copied]!);
+  return result;
+}
+
+/** The entries of one branch's last archive. */
+export interface ArchiveBase {
+  sha: string;
+  entries: readonly SnapshotTarEntry[];
+}
+
+/**
+ * Entries of the last archive per branch, least recently used dropped first beyond `maxBytes` (their tar
+ * size). One sync runs per branch at a time, so a branch's entry is never written twice at once.
+ */
+export class ArchiveBaseCache {
+  private readonly bases = new Map<string, ArchiveBase & { bytes: number }>();
+  private bytes = 0;
+
+  constructor(readonly maxBytes: number) {}
+
+  /** The entries of `sha`'s archive for the branch, when they are the ones kept. */
+  get(branchId: string, sha: string): readonly SnapshotTarEntry[] | null {
+    const base = this.bases.get(branchId);
+    if (base?.sha !== sha) return null;
+    // Most recently used last.
+    this.bases.delete(branchId);
+    this.bases.set(branchId, base);
+    return base.entries;
+  }
+
+  /** Keeps the entries of `sha`'s archive for the branch (replacing the branch's previous ones). */
+  set(
+    branchId: string,
+    sha: string,
+    entries: readonly SnapshotTarEntry[],
+    bytes = tarBytesOf(entries),
+  ): void {
+    this.delete(branchId);
+    if (bytes > this.maxBytes) return;
+    this.bases.set(branchId, { sha, entries, bytes });
+    this.bytes += bytes;
+    for (const [id, base] of this.bases) {
+      if (this.bytes <= this.maxBytes) break;
+      this.bases.delete(id);
+      this.bytes -= base.bytes;
+    }
+  }
+
+  delete(branchId: string): void {
+    const base = this.bases.get(branchId);
+    if (!base) return;
+    this.bases.delete(branchId);
+    this.bytes -= base.bytes;
+  }
+
+  /** Bytes held (tar size of the entries kept). */
+  get size(): number {
+    return this.bytes;
+  }
+}
