@@ -139,6 +139,59 @@ describe('GitMirror', () => {
     expect(await mirror.isAncestor(gitDir, second, first)).toBe(false);
   });
 
+  it('reports tree changes with new contents, and none beyond the limits', async () => {
+    const repo = await server.createRepository('mirror/tree-changes');
+    const first = await repo.commit({ 'a.txt': 'a1', 'gone/b.txt': 'b', link: { symlink: 'a.txt' } });
+    const { gitDir } = workspace();
+    await mirror.clone(repo.url, gitDir, 'main');
+    const second = await repo.commit({
+      'a.txt': 'a2',
+      'gone/b.txt': null,
+      link: { symlink: 'new/c.txt' },
+      'new/c.txt': 'c',
+    });
+    await mirror.fetch(gitDir, repo.url, 'main');
+
+    const limits = { maxChanges: 100, maxBytes: 1024 };
+    const result = await mirror.treeChanges(gitDir, first, second, limits);
+    expect(result?.commitTime).toEqual(await mirror.commitTime(gitDir, second));
+    expect(
+      result?.changes.map((c) => [c.status, c.path, c.newMode, c.data?.toString('utf8') ?? null]),
+    ).toEqual([
+      ['M', 'a.txt', '100644', 'a2'],
+      ['D', 'gone', '000000', null],
+      ['D', 'gone/b.txt', '000000', null],
+      ['M', 'link', '120000', 'new/c.txt'],
+      ['A', 'new', '040000', null],
+      ['A', 'new/c.txt', '100644', 'c'],
+    ]);
+    expect(await mirror.treeChanges(gitDir, first, second, { ...limits, maxChanges: 5 })).toBeNull();
+    expect(await mirror.treeChanges(gitDir, first, second, { ...limits, maxBytes: 11 })).toBeNull();
+    expect((await mirror.treeChanges(gitDir, second, second, limits))?.changes).toEqual([]);
+  });
+
+  it('repacks once a clone holds more packs than git gc --auto allows, and not before', async () => {
+    const repo = await server.createRepository('mirror/gc');
+    await repo.commit({ 'f.txt': '0' });
+    const { gitDir } = workspace();
+    await mirror.clone(repo.url, gitDir, 'main');
+    const packs = async () =>
+      (await readdir(join(gitDir, 'objects', 'pack'))).filter((name) => name.endsWith('.pack')).length;
+    // Every fetch keeps its pack.
+    const addPack = async (i: number) => {
+      await repo.commit({ 'f.txt': String(i) });
+      await mirror.fetch(gitDir, repo.url, 'main');
+    };
+    for (let i = 1; i <= 10; i++) await addPack(i);
+    await mirror.collectGarbage(gitDir);
+    expect(await packs()).toBe(11);
+    for (let i = 11; i <= 50; i++) await addPack(i);
+    await mirror.collectGarbage(gitDir);
+    // Repacked (objects from the remote kept apart in their promisor pack); the clone is still whole.
+    expect(await packs()).toBeLessThanOrEqual(2);
+    await runFixtureGit(['fsck', '--connectivity-only', '--no-dangling'], { gitDir });
+  });
+
   it('repairs a snapshot that was tampered with', async () => {
     const repo = await server.createRepository('mirror/self-heal');
     const sha = await repo.commit({ 'a.txt': 'a', 'dir/b.txt': 'b', 'file-or-dir': 'file' }, { date: DATE });
@@ -253,7 +306,7 @@ describe('GitMirror', () => {
       const fetched = await recorded.fetch(gitDir, repo.url, 'main');
       expect(fetched.sha).toBe(second);
       expect(await inspection).toEqual({ previous: first, problem: null });
-      expect(await recorded.checkoutSnapshot(gitDir, snapshotDir, second, undefined, inspection)).toEqual({
+      expect(await recorded.checkoutSnapshot(gitDir, snapshotDir, second, { inspection })).toEqual({
         filesChanged: 3,
       });
       await expectSnapshotEquals(repo, second, snapshotDir);
@@ -263,7 +316,7 @@ describe('GitMirror', () => {
       await writeFile(join(snapshotDir, 'a.txt'), 'edited');
       const tampered = recorded.inspectSnapshot(gitDir, snapshotDir);
       expect((await tampered).problem).toEqual(expect.any(String));
-      expect(await recorded.checkoutSnapshot(gitDir, snapshotDir, second, undefined, tampered)).toEqual({
+      expect(await recorded.checkoutSnapshot(gitDir, snapshotDir, second, { inspection: tampered })).toEqual({
         filesChanged: 0,
       });
       await expectSnapshotEquals(repo, second, snapshotDir);
@@ -510,7 +563,7 @@ describe('GitMirror', () => {
       expect(sha).toBeDefined();
       await spyMirror.clone(repo.url, gitDir, 'main', auth);
       // The checkout downloads the blobs lazily, so it needs the credentials as well.
-      await spyMirror.checkoutSnapshot(gitDir, snapshotDir, sha ?? '', auth);
+      await spyMirror.checkoutSnapshot(gitDir, snapshotDir, sha ?? '', { credentials: auth });
       await expectSnapshotEquals(repo, sha ?? '', snapshotDir);
       await spyMirror.fetch(gitDir, repo.url, 'main', auth);
 
@@ -552,7 +605,7 @@ describe('GitMirror', () => {
       await expect(mirror.checkoutSnapshot(gitDir, snapshotDir, sha)).rejects.toBeInstanceOf(
         GitAuthFailedError,
       );
-      await mirror.checkoutSnapshot(gitDir, snapshotDir, sha, auth);
+      await mirror.checkoutSnapshot(gitDir, snapshotDir, sha, { credentials: auth });
       await expectSnapshotEquals(repo, sha, snapshotDir);
     });
 

@@ -1,4 +1,4 @@
-import type { FetchResult, GitMirror, SnapshotInspection } from '../git/git-mirror.js';
+import type { FetchResult, GitMirror, SnapshotInspection, TreeChanges } from '../git/git-mirror.js';
 import type { GitCredentials } from '../git/git-runner.js';
 import { GitError, GitRemoteRefNotFoundError, isRetryableGitError } from '../git/git-errors.js';
 import type { GraphIndexing } from '../graph-indexing.js';
@@ -185,11 +185,6 @@ export class BranchSynchronizer {
         await this.store.markBranchDeleted(branch.branchId, attempt.lockToken);
         return { kind: 'done', outcome: 'NOOP', followUp: false, sha: null };
       }
-      if (this.archiver && outcome.run.status === 'SUCCEEDED') {
-        await this.archiver.applyRetention(branch.branchId).catch((e: unknown) => {
-          this.log('archive retention failed; retried later', { branchId: branch.branchId, err: String(e) });
-        });
-      }
       const followUp = await this.store.completeBranch(
         branch.branchId,
         attempt.lockToken,
@@ -197,6 +192,12 @@ export class BranchSynchronizer {
         outcome.remoteSha,
         outcome.run.status === 'SUCCEEDED' ? (outcome.run.graph.indexedSha ?? undefined) : undefined,
       );
+      // Once the branch is SYNCED: older archives are not what it waits for.
+      if (this.archiver && outcome.run.status === 'SUCCEEDED') {
+        await this.archiver.applyRetention(branch.branchId).catch((e: unknown) => {
+          this.log('archive retention failed; retried later', { branchId: branch.branchId, err: String(e) });
+        });
+      }
       return { kind: 'done', outcome: outcome.run.status, followUp, sha: outcome.sha };
     } catch (e) {
       if (e instanceof SyncDeferred) {
@@ -334,7 +335,6 @@ export class BranchSynchronizer {
       }
       const sha = fetched.sha;
       const archiver = this.archiver;
-      const commitTime = archiver ? this.mirror.commitTime(lease.gitDir, sha) : Promise.resolve(null);
       // With the entries of the synced revision's archive at hand, the new archive is made from them and
       // git's tree changes while the snapshot is updated; otherwise from the snapshot, once updated.
       const base =
@@ -343,31 +343,36 @@ export class BranchSynchronizer {
           : null;
       const fromBase = base
         ? timed('archive', () =>
-            this.archiveFromBase(branch, base, branch.syncedSha!, sha, lease.gitDir, commitTime, credentials),
+            this.archiveFromBase(branch, base, branch.syncedSha!, sha, lease.gitDir, credentials),
           )
         : Promise.resolve(null);
+      const commitTime =
+        archiver && !base ? this.mirror.commitTime(lease.gitDir, sha) : Promise.resolve(null);
 
       // The checks beside the checkout only read commits, which a blobless clone has.
-      const [fastForward, { filesChanged }, committed, archivedFromBase] = await settleAll([
+      const [fastForward, checkedOut, committed, archivedFromBase] = await settleAll([
         branch.syncedSha && branch.syncedSha !== sha
           ? timed('history', async () =>
               this.mirror.isAncestor(lease.gitDir, branch.syncedSha!, sha, await credentials()),
             )
           : Promise.resolve(true),
         timed('checkout', async () =>
-          this.mirror.checkoutSnapshot(
-            lease.gitDir,
-            snapshotDir,
-            sha,
-            await credentials(),
-            inspection ?? undefined,
-          ),
+          this.mirror.checkoutSnapshot(lease.gitDir, snapshotDir, sha, {
+            credentials: await credentials(),
+            inspection: inspection ?? undefined,
+            // The archive's tree changes count them.
+            countChanges: base === null,
+          }),
         ),
         commitTime,
         fromBase,
       ]);
       if (!fastForward)
         reason = `${reason}; force-push: ${branch.syncedSha!.slice(0, 12)} is not an ancestor`;
+      const filesChanged =
+        checkedOut.filesChanged ??
+        archivedFromBase?.filesChanged ??
+        (await this.mirror.changedPathCount(lease.gitDir, branch.syncedSha!, sha));
 
       // The archive reads the snapshot only, so the graph step (git log) and the repack run beside it.
       // The branch becomes SYNCED only once its archive is recorded: a failure here fails the attempt.
@@ -375,8 +380,16 @@ export class BranchSynchronizer {
       const [archived, graph] = await settleAll([
         archivedFromBase
           ? Promise.resolve(archivedFromBase)
-          : archiver && committed
-            ? timed('archive', () => this.archiveFromSnapshot(archiver, branch, sha, snapshotDir, committed))
+          : archiver
+            ? timed('archive', async () =>
+                this.archiveFromSnapshot(
+                  archiver,
+                  branch,
+                  sha,
+                  snapshotDir,
+                  committed ?? (await this.mirror.commitTime(lease.gitDir, sha)),
+                ),
+              )
             : Promise.resolve(null),
         indexing
           ? timed('graph', async () =>
@@ -432,16 +445,15 @@ export class BranchSynchronizer {
     fromSha: string,
     sha: string,
     gitDir: string,
-    commitTime: Promise<Date | null>,
     credentials: () => Promise<GitCredentials | undefined>,
-  ): Promise<(ArchivedRevision & { changedPaths: number }) | null> {
+  ): Promise<(ArchivedRevision & { changedPaths: number; filesChanged: number }) | null> {
     const archiver = this.archiver;
     const bases = this.archiveBases;
     if (!archiver || !bases) return null;
     let entries: SnapshotTarEntry[];
-    let changedPaths: number;
+    let changes: TreeChanges | null;
     try {
-      const changes = await this.mirror.treeChanges(
+      changes = await this.mirror.treeChanges(
         gitDir,
         fromSha,
         sha,
@@ -449,8 +461,7 @@ export class BranchSynchronizer {
         await credentials(),
       );
       if (changes === null) return null;
-      entries = applyTreeChanges(base, changes);
-      changedPaths = changes.length;
+      entries = applyTreeChanges(base, changes.changes);
     } catch (e) {
       if (!(e instanceof ArchiveBaseMismatch || e instanceof TreeChangesUnreadable || e instanceof GitError))
         throw e;
@@ -462,8 +473,6 @@ export class BranchSynchronizer {
       });
       return null;
     }
-    const time = await commitTime;
-    if (!time) return null;
     const archived = await archiver.archive({
       tenantId: branch.tenantId,
       repositoryId: branch.repository.id,
@@ -471,10 +480,14 @@ export class BranchSynchronizer {
       sha,
       snapshotDir: '',
       entries: () => inBatches(entries),
-      commitTime: time,
+      commitTime: changes.commitTime,
     });
     bases.set(branch.branchId, sha, entries);
-    return { ...archived, changedPaths };
+    // Paths as `git diff-tree -r` counts them (no directories).
+    const filesChanged = changes.changes.filter(
+      (change) => change.oldMode !== '040000' && change.newMode !== '040000',
+    ).length;
+    return { ...archived, changedPaths: changes.changes.length, filesChanged };
   }
 
   /** The archive of `sha` read from the updated snapshot; its entries are kept for the next revision. */

@@ -16,7 +16,7 @@
  * per checkout) from the promisor remote, which is why checkouts take credentials too.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { markReady } from '../workspace/workspace-cache.js';
 import {
@@ -83,6 +83,21 @@ interface SnapshotWorktree {
   options: GitRunOptions;
 }
 
+export interface CheckoutSnapshotOptions {
+  /** For blobs the clone lacks. */
+  credentials?: GitCredentials;
+  /** The snapshot's checks, started earlier (beside the fetch); run here when not given. */
+  inspection?: Promise<SnapshotInspection>;
+  /** false: the changed paths are not counted (filesChanged null), the caller knows them. */
+  countChanges?: boolean;
+}
+
+/** The changes between two commits' trees, and the new commit's committer time. */
+export interface TreeChanges {
+  changes: TreeChange[];
+  commitTime: Date;
+}
+
 /** Whether a snapshot dir can be updated in place (see GitMirror.inspectSnapshot). */
 export interface SnapshotInspection {
   /** The commit the dir last held, null before its first checkout. */
@@ -110,6 +125,11 @@ export class GitMirror {
   private readonly runner: GitRunner;
   private readonly timeouts: Partial<GitMirrorTimeouts>;
   private readonly log: (msg: string, fields?: object) => void;
+  /**
+   * `remote.origin.url` and fetch refspecs of the clones this process made or read, by git dir: a fetch
+   * then needs no git run to read them first. Only this process writes a workspace's config.
+   */
+  private readonly remotes = new Map<string, { url: string | null; refspecs: string[] }>();
 
   constructor(options: GitMirrorOptions) {
     this.runner = options.runner;
@@ -139,6 +159,7 @@ export class GitMirror {
   ): Promise<FetchResult> {
     assertSafeUrl(url);
     assertBranchName(branch);
+    this.remotes.delete(gitDir);
     await rm(gitDir, { recursive: true, force: true });
     await mkdir(gitDir, { recursive: true });
     const local = this.localOptions();
@@ -156,10 +177,12 @@ export class GitMirror {
       await this.runner.run(['--git-dir', gitDir, 'config', key, value], local);
     }
     await writeExactCheckoutAttributes(gitDir);
+    const remote = { url, refspecs: [] };
+    this.remotes.set(gitDir, remote);
     const result = await this.fetchBranch(
       gitDir,
       branch,
-      [],
+      remote.refspecs,
       credentials,
       this.timeouts.cloneMs,
       'blob:none',
@@ -181,20 +204,22 @@ export class GitMirror {
   ): Promise<FetchResult> {
     assertSafeUrl(url);
     assertBranchName(branch);
-    // One git run for both settings the fetch depends on.
-    const remote = await this.configEntries(gitDir, '^remote\\.origin\\.(url|fetch)$');
-    // The repository may have been renamed or moved on the host since the clone.
-    if (remote.get('remote.origin.url')?.[0] !== url) {
-      await this.runner.run(['--git-dir', gitDir, 'config', 'remote.origin.url', url], this.localOptions());
+    let remote = this.remotes.get(gitDir);
+    if (!remote) {
+      // One git run for both settings the fetch depends on.
+      const entries = await this.configEntries(gitDir, '^remote\\.origin\\.(url|fetch)$');
+      remote = {
+        url: entries.get('remote.origin.url')?.[0] ?? null,
+        refspecs: entries.get('remote.origin.fetch') ?? [],
+      };
+      this.remotes.set(gitDir, remote);
     }
-    return this.fetchBranch(
-      gitDir,
-      branch,
-      remote.get('remote.origin.fetch') ?? [],
-      credentials,
-      this.timeouts.fetchMs,
-      null,
-    );
+    // The repository may have been renamed or moved on the host since the clone.
+    if (remote.url !== url) {
+      await this.runner.run(['--git-dir', gitDir, 'config', 'remote.origin.url', url], this.localOptions());
+      remote.url = url;
+    }
+    return this.fetchBranch(gitDir, branch, remote.refspecs, credentials, this.timeouts.fetchMs, null);
   }
 
   /**
@@ -219,19 +244,21 @@ export class GitMirror {
     gitDir: string,
     snapshotDir: string,
     sha: string,
-    credentials?: GitCredentials,
-    inspection?: Promise<SnapshotInspection>,
-  ): Promise<{ filesChanged: number }> {
+    opts: CheckoutSnapshotOptions = {},
+  ): Promise<{ filesChanged: number | null }> {
     assertObjectId(sha);
-    const snapshot = await this.snapshotWorktree(gitDir, snapshotDir, credentials);
-    const inspected = await (inspection ?? this.inspectSnapshot(gitDir, snapshotDir));
+    const snapshot = await this.snapshotWorktree(gitDir, snapshotDir, opts.credentials);
+    const inspected = await (opts.inspection ?? this.inspectSnapshot(gitDir, snapshotDir));
     const previous = inspected.previous;
-    const countChanges = (): Promise<number> =>
-      previous !== null && previous !== sha
-        ? this.countChangedPaths(gitDir, previous, sha)
-        : Promise.resolve(0);
+    const countChanges = (): Promise<number | null> =>
+      opts.countChanges === false
+        ? Promise.resolve(null)
+        : previous !== null && previous !== sha
+          ? this.changedPathCount(gitDir, previous, sha)
+          : Promise.resolve(0);
 
     let filesChanged: number | null = null;
+    let merged = false;
     let problem = inspected.problem;
     if (previous !== null && problem === null) {
       [problem, filesChanged] = await settleAll([
@@ -242,11 +269,12 @@ export class GitMirror {
               .then(() => null, problemOf),
         countChanges(),
       ]);
+      merged = problem === null;
     }
     if (previous !== null && problem !== null) {
       this.log('snapshot not updatable in place; checking it out in full', { snapshotDir, problem });
     }
-    if (filesChanged === null || problem !== null) {
+    if (!merged) {
       // --reset -u: a one-way merge to `sha` that also restores tracked files someone changed or deleted
       // in the snapshot and overwrites untracked files in the way (the index alone is not trusted).
       await this.runner.run([...snapshot.args, 'read-tree', '--reset', '-u', sha], snapshot.options);
@@ -263,7 +291,9 @@ export class GitMirror {
    */
   async inspectSnapshot(gitDir: string, snapshotDir: string): Promise<SnapshotInspection> {
     const snapshot = await this.snapshotWorktree(gitDir, snapshotDir);
-    const previous = await this.resolveOptional(gitDir, snapshot.ref);
+    // A commit the ref names that is missing fails diff-index below, which sends the snapshot the full way.
+    const previous =
+      (await readLooseRef(gitDir, snapshot.ref)) ?? (await this.resolveOptional(gitDir, snapshot.ref));
     if (previous === null) return { previous, problem: 'no commit checked out yet' };
     if (!(await pathExists(snapshot.indexFile))) return { previous, problem: 'the index is missing' };
     const { args, options } = snapshot;
@@ -329,8 +359,8 @@ export class GitMirror {
     await this.runner.run([...snapshot.args, 'clean', '-ffdxq'], snapshot.options);
   }
 
-  /** Number of paths that differ between two commits' trees. */
-  private async countChangedPaths(gitDir: string, from: string, to: string): Promise<number> {
+  /** Number of paths (files, symlinks, submodules) that differ between two commits' trees. */
+  async changedPathCount(gitDir: string, from: string, to: string): Promise<number> {
     const { stdout } = await this.runner.run(
       ['--git-dir', gitDir, 'diff-tree', '-r', '-z', '--no-renames', '--name-only', from, to],
       this.localOptions({ maxOutputBytes: 256 * 1024 * 1024 }),
@@ -402,7 +432,7 @@ export class GitMirror {
     to: string,
     limits: TreeChangeLimits,
     credentials?: GitCredentials,
-  ): Promise<TreeChange[] | null> {
+  ): Promise<TreeChanges | null> {
     assertObjectId(from);
     assertObjectId(to);
     // A raw record is under 200 bytes plus its path, which git caps at 4096.
@@ -421,15 +451,16 @@ export class GitMirror {
           .map((change) => change.newId),
       ),
     ];
-    if (ids.length === 0) return changes;
+    // The commit itself comes first in the same batch, for its committer time.
     const output = await this.collectOutput(
       ['--git-dir', gitDir, 'cat-file', '--batch'],
-      // Each answer's header and newline come on top of the content.
-      limits.maxBytes + ids.length * 100,
-      { credentials, timeoutMs: this.timeouts.checkoutMs, stdin: `${ids.join('\n')}\n` },
+      // Each answer's header and newline come on top of the content; a commit is a few KiB.
+      limits.maxBytes + ids.length * 100 + 1024 * 1024,
+      { credentials, timeoutMs: this.timeouts.checkoutMs, stdin: `${[to, ...ids].join('\n')}\n` },
     );
     if (output === null) return null;
-    const contents = parseCatFileBatch(output, ids);
+    const contents = parseCatFileBatch(output, ids, to);
+    const commit = contents.get(to)!;
     let bytes = 0;
     for (const change of changes) {
       const data = contents.get(change.newId);
@@ -438,7 +469,7 @@ export class GitMirror {
         bytes += data.length;
       }
     }
-    return bytes > limits.maxBytes ? null : changes;
+    return bytes > limits.maxBytes ? null : { changes, commitTime: committerTime(commit, to) };
   }
 
   /** The stdout of a git run as bytes, or null (git stopped) once it grows beyond `maxBytes`. */
@@ -476,12 +507,7 @@ export class GitMirror {
       ['--git-dir', gitDir, 'cat-file', 'commit', sha],
       this.localOptions(),
     );
-    const header = stdout.slice(0, stdout.indexOf('\n\n') >= 0 ? stdout.indexOf('\n\n') : undefined);
-    const committer = header.split('\n').find((line) => line.startsWith('committer '));
-    const seconds = Number(/ (\d+) [+-]\d{4}$/.exec(committer ?? '')?.[1]);
-    if (!Number.isSafeInteger(seconds))
-      throw new GitCommandFailedError(`git cat-file: no committer time in commit ${sha}`);
-    return new Date(seconds * 1000);
+    return committerTime(Buffer.from(stdout, 'utf8'), sha);
   }
 
   /**
@@ -493,6 +519,7 @@ export class GitMirror {
   private async fetchBranch(
     gitDir: string,
     branch: string,
+    /** The clone's fetch refspecs; the branch's is added to the config and to this list when missing. */
     refspecs: string[],
     credentials: GitCredentials | undefined,
     timeoutMs: number | undefined,
@@ -504,6 +531,7 @@ export class GitMirror {
         ['--git-dir', gitDir, 'config', '--add', 'remote.origin.fetch', refspec],
         this.localOptions(),
       );
+      refspecs.push(refspec);
     }
     const packsBefore = await packSizes(gitDir);
     await this.runner.run(
@@ -528,7 +556,9 @@ export class GitMirror {
     const packsAfter = await packSizes(gitDir);
     let bytesFetched = 0;
     for (const [name, size] of packsAfter) if (!packsBefore.has(name)) bytesFetched += size;
-    const sha = await this.revParse(gitDir, `refs/remotes/origin/${branch}`);
+    const sha =
+      (await readLooseRef(gitDir, `refs/remotes/origin/${branch}`)) ??
+      (await this.revParse(gitDir, `refs/remotes/origin/${branch}`));
     return { sha, bytesFetched };
   }
 
@@ -537,11 +567,26 @@ export class GitMirror {
    * disk space, so it is logged, not thrown. Safe beside commands that only read the clone's objects.
    */
   async collectGarbage(gitDir: string): Promise<void> {
+    // git's own test, without starting git: most syncs add one pack and no loose objects.
+    if (!(await garbageCollectionDue(gitDir))) return;
     try {
       // Not detached: a gc outliving the lease could lose its lock files to the next lease's clean-up.
-      await this.runner.run(['--git-dir', gitDir, '-c', 'gc.autoDetach=false', 'gc', '--auto', '--quiet'], {
-        timeoutMs: this.timeouts.fetchMs,
-      });
+      // No bitmaps: git writes them by default in a bare repository, and fails the whole repack when a
+      // pack lacks the blobs a partial clone leaves out ("Packfile doesn't have full closure").
+      await this.runner.run(
+        [
+          '--git-dir',
+          gitDir,
+          '-c',
+          'gc.autoDetach=false',
+          '-c',
+          'repack.writeBitmaps=false',
+          'gc',
+          '--auto',
+          '--quiet',
+        ],
+        { timeoutMs: this.timeouts.fetchMs },
+      );
     } catch (error) {
       this.log('git gc --auto failed', {
         gitDir,
@@ -591,6 +636,18 @@ export class GitMirror {
   private localOptions(extra: GitRunOptions = {}): GitRunOptions {
     return { timeoutMs: this.timeouts.localMs, ...extra };
   }
+}
+
+/** The committer time of a raw commit object. */
+function committerTime(commit: Buffer, sha: string): Date {
+  const text = commit.toString('utf8');
+  const end = text.indexOf('\n\n');
+  const header = end >= 0 ? text.slice(0, end) : text;
+  const committer = header.split('\n').find((line) => line.startsWith('committer '));
+  const seconds = Number(/ (\d+) [+-]\d{4}$/.exec(committer ?? '')?.[1]);
+  if (!Number.isSafeInteger(seconds))
+    throw new GitCommandFailedError(`git cat-file: no committer time in commit ${sha}`);
+  return new Date(seconds * 1000);
 }
 
 /** Parses `git ls-remote --symref <url> HEAD refs/heads/*` output. */
@@ -677,6 +734,32 @@ async function pathExists(path: string): Promise<boolean> {
       return false;
     throw error;
   }
+}
+
+/**
+ * The object id a loose ref file holds, or null when there is none (packed, or not a plain id): the fetch
+ * has just written the branch's ref, and reading the file saves a git run.
+ */
+async function readLooseRef(gitDir: string, ref: string): Promise<string | null> {
+  // Anything unexpected (no such file, a directory) is left to rev-parse, which knows every ref format.
+  const content = await readFile(join(gitDir, ref), 'utf8').catch(() => '');
+  const id = content.trim();
+  return OBJECT_ID_PATTERN.test(id) ? id : null;
+}
+
+/** `gc.autoPackLimit` and `gc.auto` as git defaults them (a clone's config sets neither). */
+const GC_AUTO_PACK_LIMIT = 50;
+const GC_AUTO_LOOSE_OBJECTS = 6700;
+
+/**
+ * Whether `git gc --auto` would do anything: more packs than its limit, or more loose objects than its
+ * threshold, estimated as git does from the one directory `objects/17` (1/256 of them).
+ */
+async function garbageCollectionDue(gitDir: string): Promise<boolean> {
+  if ((await packSizes(gitDir)).size > GC_AUTO_PACK_LIMIT) return true;
+  const sample = await readdir(join(gitDir, 'objects', '17')).catch(() => [] as string[]);
+  const loose = sample.filter((name) => /^[0-9a-f]{38}$|^[0-9a-f]{62}$/.test(name)).length;
+  return loose > Math.ceil(GC_AUTO_LOOSE_OBJECTS / 256);
 }
 
 /** Sizes of the `.pack` files of a git dir by name. */

@@ -79,19 +79,30 @@ export function parseRawTreeDiff(raw: Buffer): TreeChange[] {
 
 /**
  * Reads `git cat-file --batch` output for the ids asked for, in order: `<id> <type> <size>\n<content>\n`
- * each. Anything else (a missing object, another type) is an error.
+ * each, blobs, after the commit `commitId` when one was asked for first. Anything else (a missing object,
+ * another type) is an error.
  */
-export function parseCatFileBatch(output: Buffer, ids: readonly string[]): Map<string, Buffer> {
+export function parseCatFileBatch(
+  output: Buffer,
+  ids: readonly string[],
+  commitId?: string,
+): Map<string, Buffer> {
   const contents = new Map<string, Buffer>();
+  const expected =
+    commitId === undefined
+      ? ids.map((id) => [id, 'blob'])
+      : [[commitId, 'commit'], ...ids.map((id) => [id, 'blob'])];
   let at = 0;
-  for (const id of ids) {
+  for (const [id, expectedType] of expected as [string, string][]) {
     const headerEnd = output.indexOf(0x0a, at);
     if (headerEnd < 0) throw new TreeChangesUnreadable(`cat-file output ends before ${id}`);
     const header = output.toString('latin1', at, headerEnd);
     const [gotId, type, sizeText] = header.split(' ');
     const size = Number(sizeText);
-    if (gotId !== id || type !== 'blob' || !Number.isSafeInteger(size) || size < 0) {
-      throw new TreeChangesUnreadable(`cat-file answered ${JSON.stringify(header)} for blob ${id}`);
+    if (gotId !== id || type !== expectedType || !Number.isSafeInteger(size) || size < 0) {
+      throw new TreeChangesUnreadable(
+        `cat-file answered ${JSON.stringify(header)} for ${expectedType} ${id}`,
+      );
     }
     const start = headerEnd + 1;
     if (start + size + 1 > output.length || output[start + size] !== 0x0a) {
