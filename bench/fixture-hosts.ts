@@ -1,6 +1,6 @@
 /**
- * The fixture repository of delta.ts, served from a child process: git over smart HTTP and the fake GitHub
- * and GitLab APIs. Their work (git processes, computing comparisons, checking answers against GitHub's
+ * The fixture repository of delta.ts and sync.ts, served from a child process: git over smart HTTP and the
+ * fake GitHub and GitLab APIs. Their work (git processes, computing comparisons, checking answers against GitHub's
  * OpenAPI description) would otherwise share the event loop of the code being measured, which a real
  * code host's servers do not.
  *
@@ -19,7 +19,7 @@ export interface FixtureSpec {
   files: number;
   commits: number;
   bytesPerFile: number;
-  /** Files the last commit changes. */
+  /** Files the last commit changes (0: no such commit, `from` and `to` are the same). */
   changed: number;
 }
 
@@ -31,12 +31,15 @@ export interface FixtureBuilt {
   to: string;
   githubApiUrl: string;
   gitlabUrl: string;
+  /** Files and symlinks in the tree of `to`. */
+  files: number;
 }
 
 type RequestBody =
   | { type: 'build'; spec: FixtureSpec }
   | { type: 'token'; provider: HostApiProvider }
   | { type: 'gitRequests' }
+  | { type: 'commit'; files: Record<string, string> }
   | { type: 'stop' };
 type Request = RequestBody & { id: number };
 
@@ -46,6 +49,8 @@ export interface FixtureHosts {
   issueToken(provider: HostApiProvider): Promise<string>;
   /** HTTP requests the git server has answered so far. */
   gitRequests(): Promise<number>;
+  /** Commits these file contents on the default branch; resolves with the new commit. */
+  commit(files: Record<string, string>): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -77,6 +82,7 @@ export async function startFixtureHosts(spec: FixtureSpec): Promise<FixtureHosts
     built,
     issueToken: (provider) => call<string>({ type: 'token', provider }),
     gitRequests: () => call<number>({ type: 'gitRequests' }),
+    commit: (files) => call<string>({ type: 'commit', files }),
     stop: async () => {
       await call({ type: 'stop' }).catch(() => undefined);
       if (child.exitCode === null) await new Promise((resolve) => child.once('exit', resolve));
@@ -117,10 +123,13 @@ async function serve(): Promise<void> {
               changes[`generated/d${String(n % 100).padStart(2, '0')}/file-${n}.txt`] =
                 `changed ${i}\n`.repeat(8);
             }
-            const to = await repo.commit(changes, {
-              message: `change ${spec.changed} files`,
-              date: new Date('2024-02-01T00:00:00Z'),
-            });
+            const to =
+              spec.changed === 0
+                ? from
+                : await repo.commit(changes, {
+                    message: `change ${spec.changed} files`,
+                    date: new Date('2024-02-01T00:00:00Z'),
+                  });
             api.addRepository(repo);
             const built: FixtureBuilt = {
               url: repo.url,
@@ -129,6 +138,7 @@ async function serve(): Promise<void> {
               to,
               githubApiUrl: api.githubApiUrl,
               gitlabUrl: api.gitlabUrl,
+              files: (await repo.lsTree(to)).length,
             };
             return answer(request.id, built);
           }
@@ -136,6 +146,8 @@ async function serve(): Promise<void> {
             return answer(request.id, api!.issueToken(request.provider));
           case 'gitRequests':
             return answer(request.id, git!.requests.length);
+          case 'commit':
+            return answer(request.id, await repo!.commit(request.files));
           case 'stop':
             await api?.stop();
             await git?.stop();

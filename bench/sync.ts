@@ -26,7 +26,8 @@ import { type AppConfig, loadConfig } from '../src/config/app-config.js';
 import { startWorker } from '../src/worker.js';
 import { deleteKeysWithPrefix } from '../test/support/redis-keys.js';
 import { createBenchDatabase } from './bench-database.js';
-import { type FixtureRepository, GitFixtureServer, runFixtureGit } from '../test/fixtures/git-server.js';
+import { runFixtureGit } from '../test/fixtures/git-server.js';
+import { startFixtureHosts } from './fixture-hosts.js';
 import {
   formatBytes,
   formatMs,
@@ -223,13 +224,21 @@ async function main(): Promise<void> {
     );
 
     let t = performance.now();
-    const git = await GitFixtureServer.start({ root: join(scratch, 'server') });
-    cleanups.push(() => git.stop());
-    const remote: FixtureRepository = await git.createRepository('bench/large');
-    await remote.generateTree({ files: options.files, bytesPerFile: options.bytesPerFile });
-    const tip = await remote.generateHistory({ commits: options.commits });
-    const tipFiles = (await remote.lsTree(tip)).length;
-    console.log(`fixture: ${tipFiles} files at the tip, generated in ${formatMs(performance.now() - t)}`);
+    // In a child process, as a code host is elsewhere: its git processes must not run on (and block) the
+    // event loop of the worker being measured.
+    const hosts = await startFixtureHosts({
+      root: join(scratch, 'server'),
+      files: options.files,
+      commits: options.commits,
+      bytesPerFile: options.bytesPerFile,
+      changed: 0,
+    });
+    cleanups.push(() => hosts.stop());
+    const remote = { url: hosts.built.url, commit: (files: Record<string, string>) => hosts.commit(files) };
+    const tip = hosts.built.to;
+    console.log(
+      `fixture: ${hosts.built.files} files at the tip, generated in ${formatMs(performance.now() - t)} (served by a child process)`,
+    );
 
     t = performance.now();
     const database = await createBenchDatabase(options.pgUrl, root);

@@ -14,6 +14,7 @@ import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import { ARTIFACT_STORE } from '../artifacts/artifact-store.provider.js';
 import { RevisionArchiver } from '../artifacts/revision-archiver.js';
 import { ArchiveBaseCache } from './engine/archive-base.js';
+import { SpawnHelper } from './git/spawn-helper.js';
 import { CodeHosts } from '../hosts/code-hosts.js';
 import { CompareDeltaUpdater } from './compare-delta-updater.js';
 import { GRAPH_INDEX, type GraphIndex } from '../graph/graph-index.js';
@@ -73,6 +74,7 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger(SyncWorker.name);
   private worker?: Worker;
   private runner?: GitRunner;
+  private spawnHelper?: SpawnHelper;
   private synchronizer!: BranchSynchronizer;
   private mirror!: GitMirror;
   private slots!: TenantSlots;
@@ -105,9 +107,12 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
   async onApplicationBootstrap(): Promise<void> {
     const cfg = this.config.sync;
     await killOrphanedGit(resolve(cfg.workspaceDir), (msg, fields) => this.logger.warn(fields ?? {}, msg));
+    this.spawnHelper = new SpawnHelper();
     this.runner = new GitRunner({
       defaultTimeoutMs: cfg.gitTimeoutMs,
       askpassDir: resolve(cfg.workspaceDir, 'askpass'),
+      // git starts from a small helper process: forking this one would stop its event loop each time.
+      spawn: this.spawnHelper.spawn,
     });
     this.mirror = new GitMirror({
       runner: this.runner,
@@ -189,6 +194,7 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
       }
     }
     this.runner?.terminateAll();
+    this.spawnHelper?.close();
   }
 
   private async process(job: Job, token?: string): Promise<void> {

@@ -11,6 +11,7 @@ import {
   GitTimeoutError,
 } from '../../src/sync/git/git-errors.js';
 import { GitRunner, type SpawnFunction } from '../../src/sync/git/git-runner.js';
+import { SpawnHelper } from '../../src/sync/git/spawn-helper.js';
 
 /** Live (non-zombie) processes of the process group `pgid`, from /proc (Linux). */
 async function liveGroupMembers(pgid: number): Promise<number[]> {
@@ -25,7 +26,13 @@ async function liveGroupMembers(pgid: number): Promise<number[]> {
   return members;
 }
 
-describe('GitRunner', () => {
+const helper = new SpawnHelper();
+afterAll(() => helper.close());
+
+describe.each([
+  ['by this process', undefined],
+  ['by the spawn helper', helper.spawn],
+] as const)('GitRunner (git started %s)', (_how, startedBy) => {
   let dir: string;
 
   beforeAll(async () => {
@@ -44,7 +51,12 @@ describe('GitRunner', () => {
   }
 
   function runner(overrides: Partial<ConstructorParameters<typeof GitRunner>[0]> = {}): GitRunner {
-    return new GitRunner({ defaultTimeoutMs: 10_000, askpassDir: join(dir, 'askpass'), ...overrides });
+    return new GitRunner({
+      defaultTimeoutMs: 10_000,
+      askpassDir: join(dir, 'askpass'),
+      spawn: startedBy,
+      ...overrides,
+    });
   }
 
   it('runs real git and writes a private askpass script', async () => {
@@ -196,5 +208,49 @@ describe('GitRunner', () => {
   it('feeds stdin', async () => {
     const { stdout } = await runner().run(['hash-object', '--stdin'], { stdin: 'hello\n' });
     expect(stdout.trim()).toBe('ce013625030ba8dba906f756967f9e9ca394464a');
+  });
+});
+
+describe('SpawnHelper', () => {
+  it('fails the runs of a helper that died, and starts a new one for the next run', async () => {
+    const own = new SpawnHelper();
+    const dir = await mkdtemp(join(tmpdir(), 'reposync-spawn-helper-'));
+    try {
+      const gitRunner = new GitRunner({
+        defaultTimeoutMs: 10_000,
+        askpassDir: join(dir, 'askpass'),
+        spawn: own.spawn,
+      });
+      expect((await gitRunner.run(['--version'])).stdout).toMatch(/^git version/);
+      const helperPid = await new Promise<number>((resolve) => {
+        // The helper is the parent of the git it starts.
+        const probe = own.spawn('sh', ['-c', 'echo $PPID'], { stdio: ['ignore', 'pipe', 'pipe'] });
+        probe.stdout?.on('data', (chunk: Buffer) => resolve(Number(chunk.toString().trim())));
+      });
+      expect(helperPid).not.toBe(process.pid);
+      let slowPid: number | undefined;
+      const spawnRecorded: SpawnFunction = (command, args, options) => {
+        const child = own.spawn(command, args, options);
+        setTimeout(() => (slowPid = child.pid), 150);
+        return child;
+      };
+      const recorded = new GitRunner({
+        defaultTimeoutMs: 10_000,
+        askpassDir: join(dir, 'askpass'),
+        spawn: spawnRecorded,
+      });
+      const slow = recorded.run(['-c', 'alias.wait=!sleep 30', 'wait']);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(slowPid).toEqual(expect.any(Number));
+      process.kill(helperPid, 'SIGKILL');
+      await expect(slow).rejects.toThrow(/killed/i);
+      // Its process group was killed with it, not left running without a helper.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(await liveGroupMembers(slowPid!)).toEqual([]);
+      expect((await gitRunner.run(['--version'])).stdout).toMatch(/^git version/);
+    } finally {
+      own.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -353,7 +353,12 @@ function assertSafeCredentials(credentials: GitCredentials): void {
 }
 
 function killProcessGroup(child: ChildProcess): void {
-  if (child.pid === undefined) return;
+  if (child.pid === undefined) {
+    // Not started yet as far as we know (a helper-started process reports its pid later): its own kill
+    // takes care of it, and is a no-op for a process that never started.
+    child.kill('SIGKILL');
+    return;
+  }
   try {
     process.kill(-child.pid, 'SIGKILL');
   } catch {
