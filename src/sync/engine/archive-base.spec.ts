@@ -1,11 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { spawnSync } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { SnapshotTarEntry } from '../../artifacts/reproducible-tarball.js';
 import { hasBlobContent, parseRawTreeDiff, type TreeChange } from '../git/tree-changes.js';
 import { applyTreeChanges, ArchiveBaseCache, ArchiveBaseMismatch, tarBytesOf } from './archive-base.js';
+import { ScratchGitRepo } from '../../../test/support/scratch-git-repo.js';
 
 /** What a path holds in a commit: a file (executable or not), a symlink, or a submodule (gitlink). */
 type Node = { file: string | Buffer; exec?: boolean } | { link: string } | { gitlink: string };
@@ -19,22 +18,10 @@ const GITLINK_3 = '3333333333333333333333333333333333333333';
 const binary = (seed: number, size = 3000): Buffer =>
   Buffer.from(Array.from({ length: size }, (_, i) => (i * 31 + seed * 17 + ((i * i) >> 3)) % 256));
 
-let root: string;
+let scratch: ScratchGitRepo;
 let repo: string;
-let gitEnv: NodeJS.ProcessEnv;
 
-function git(args: string[], input?: Buffer | string): Buffer {
-  const result = spawnSync('git', ['-C', repo, ...args], {
-    env: gitEnv,
-    input,
-    maxBuffer: 64 * 1024 * 1024,
-  });
-  if (result.error) throw result.error;
-  if (result.status !== 0) {
-    throw new Error(`git ${args.join(' ')} failed (${result.status}): ${result.stderr.toString()}`);
-  }
-  return result.stdout;
-}
+const git = (args: string[], input?: Buffer | string): Buffer => scratch.git(args, input);
 
 /** Replaces the work tree with `tree` and commits it; returns the commit id. */
 async function commitTree(tree: Tree, message: string): Promise<string> {
@@ -56,8 +43,7 @@ async function commitTree(tree: Tree, message: string): Promise<string> {
   for (const [path, node] of Object.entries(tree)) {
     if ('gitlink' in node) git(['update-index', '--add', '--cacheinfo', `160000,${node.gitlink},${path}`]);
   }
-  git(['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-q', '--allow-empty', '-m', message]);
-  return git(['rev-parse', 'HEAD']).toString('utf8').trim();
+  return scratch.commitIndex(message);
 }
 
 const blobs = new Map<string, Buffer>();
@@ -205,12 +191,8 @@ const TREE_C: Tree = {
 const commits: Record<string, string> = {};
 
 beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'archive-base-'));
-  repo = join(root, 'repo');
-  gitEnv = { ...process.env, GIT_CONFIG_NOSYSTEM: '1', HOME: root, XDG_CONFIG_HOME: root };
-  delete gitEnv.GIT_CONFIG_GLOBAL;
-  await mkdir(repo);
-  git(['init', '-q']);
+  scratch = await ScratchGitRepo.create('archive-base-');
+  repo = scratch.dir;
   commits.A = await commitTree(TREE_A, 'A');
   commits.B = await commitTree(TREE_B, 'B');
   commits.C = await commitTree(TREE_C, 'C');
@@ -218,7 +200,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (root) await rm(root, { recursive: true, force: true });
+  await scratch?.remove();
 });
 
 describe('applyTreeChanges with real git trees', () => {

@@ -1,7 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { spawnSync } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, rm, symlink, unlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, mkdir, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   hasBlobContent,
@@ -10,35 +8,20 @@ import {
   TreeChangesUnreadable,
   type TreeChange,
 } from './tree-changes.js';
+import { ScratchGitRepo } from '../../../test/support/scratch-git-repo.js';
 
 const ZERO_ID = '0'.repeat(40);
 const SPACED = 'spaced dir/naïve café ☕.txt';
 const SPACED_ADDED = 'spaced dir/日本語 file.txt';
 
-let root: string;
+let scratch: ScratchGitRepo;
 let repo: string;
-let gitEnv: NodeJS.ProcessEnv;
 
-function git(args: string[], input?: Buffer | string): Buffer {
-  const result = spawnSync('git', ['-C', repo, ...args], {
-    env: gitEnv,
-    input,
-    maxBuffer: 64 * 1024 * 1024,
-  });
-  if (result.error) throw result.error;
-  if (result.status !== 0) {
-    throw new Error(`git ${args.join(' ')} failed (${result.status}): ${result.stderr.toString()}`);
-  }
-  return result.stdout;
-}
+const git = (args: string[], input?: Buffer | string): Buffer => scratch.git(args, input);
 
 const revParse = (rev: string): string => git(['rev-parse', rev]).toString('utf8').trim();
 
-function commit(message: string): string {
-  git(['add', '-A']);
-  git(['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-q', '--allow-empty', '-m', message]);
-  return revParse('HEAD');
-}
+const commit = (message: string): string => scratch.commitAll(message);
 
 async function put(path: string, content: string | Buffer): Promise<void> {
   const full = join(repo, path);
@@ -57,12 +40,8 @@ let commitA: string;
 let commitB: string;
 
 beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'tree-changes-'));
-  repo = join(root, 'repo');
-  gitEnv = { ...process.env, GIT_CONFIG_NOSYSTEM: '1', HOME: root, XDG_CONFIG_HOME: root };
-  delete gitEnv.GIT_CONFIG_GLOBAL;
-  await mkdir(repo);
-  git(['init', '-q']);
+  scratch = await ScratchGitRepo.create('tree-changes-');
+  repo = scratch.dir;
 
   await put('modified.txt', 'one\n');
   await put('old/gone.txt', 'going away\n');
@@ -83,7 +62,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (root) await rm(root, { recursive: true, force: true });
+  await scratch?.remove();
 });
 
 describe('hasBlobContent', () => {
