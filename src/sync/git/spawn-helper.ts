@@ -97,6 +97,7 @@ class RemoteChild extends EventEmitter {
     switch (message.type) {
       case 'spawned':
         this.pid = message.pid;
+        this.emit('spawn');
         if (this.killWhenSpawned) this.kill(this.killWhenSpawned);
         return;
       case 'stdout':
