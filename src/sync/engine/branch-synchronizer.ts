@@ -13,8 +13,7 @@ import type {
 } from './sync-types.js';
 import { settleAll } from '../settle-all.js';
 import { SnapshotCapture, type SnapshotTarEntry } from '../../artifacts/reproducible-tarball.js';
-import { ArchiveBaseMismatch, type ArchiveBaseCache } from './archive-base.js';
-import { applyTreeChanges } from './archive-base.js';
+import { applyTreeChanges, ArchiveBaseMismatch, type ArchiveBaseCache } from './archive-base.js';
 import { TreeChangesUnreadable } from '../git/tree-changes.js';
 
 /** More changed paths than this between two revisions: the archive is made from the snapshot. */
@@ -336,9 +335,10 @@ export class BranchSynchronizer {
       const sha = fetched.sha;
       const archiver = this.archiver;
       // With the entries of the synced revision's archive at hand, the new archive is made from them and
-      // git's tree changes while the snapshot is updated; otherwise from the snapshot, once updated.
+      // git's tree changes while the snapshot is updated; otherwise from the snapshot, once updated. Only
+      // after a fetch, which brought the new blobs: a fresh blobless clone would fetch them one by one.
       const base =
-        archiver && branch.syncedSha && branch.syncedSha !== sha
+        archiver && strategy === 'fetch' && branch.syncedSha && branch.syncedSha !== sha
           ? (this.archiveBases?.get(branch.branchId, branch.syncedSha) ?? null)
           : null;
       const fromBase = base
