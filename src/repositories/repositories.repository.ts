@@ -166,6 +166,18 @@ export class RepositoriesRepository {
     }
   }
 
+  /** What a sync request needs to know of a repository (one query): null when the tenant has no such one. */
+  async syncTarget(
+    tenantId: string,
+    id: string,
+  ): Promise<{ trackDefaultBranch: boolean; branches: string[] } | null> {
+    const row = await this.prisma.repository.findFirst({
+      where: { tenantId, id },
+      select: { trackDefaultBranch: true, branches: { where: { deletedAt: null }, select: { name: true } } },
+    });
+    return row && { trackDefaultBranch: row.trackDefaultBranch, branches: row.branches.map((b) => b.name) };
+  }
+
   async get(tenantId: string, id: string): Promise<RepositoryDetail | null> {
     const row = await this.prisma.repository.findFirst({
       where: { tenantId, id },

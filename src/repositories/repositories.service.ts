@@ -156,8 +156,9 @@ export class RepositoriesService {
     trigger: SyncTrigger,
     branchName?: string,
   ): Promise<BranchRecord[]> {
-    const repository = await this.get(tenantId, id);
-    if (branchName !== undefined && !repository.branches.some((b) => b.name === branchName && !b.deletedAt)) {
+    const repository = await this.repositories.syncTarget(tenantId, id);
+    if (!repository) throw new NotFound('Repository', id);
+    if (branchName !== undefined && !repository.branches.includes(branchName)) {
       throw new NotFound('Branch', `${branchName} of repository ${id}`);
     }
     const branches = await this.repositories.markSyncRequested(tenantId, id, trigger, branchName);
