@@ -159,6 +159,19 @@ export function createReproducibleTarball(
   return compressTar(tarBlocks(dir, entryTime(opts), opts.commitId, capture), opts.signal);
 }
 
+/**
+ * A key whose string order is the archive's entry order: bytewise by UTF-8 path, a directory as `path/`
+ * (latin1 maps each byte to one UTF-16 unit, so string comparison compares bytes).
+ */
+export function treeOrderKey(path: string, directory: boolean): string {
+  return Buffer.from(directory ? `${path}/` : path, 'utf8').toString('latin1');
+}
+
+/** Bytes an entry with `size` bytes of content takes in the tar: its header and the content padded to whole blocks. */
+export function tarEntryBytes(size: number): number {
+  return BLOCK + Math.ceil(size / BLOCK) * BLOCK;
+}
+
 /** Checks the options; the entries' time (whole seconds). */
 function entryTime(opts: ReproducibleTarballOptions): Date {
   if (Number.isNaN(opts.mtime.getTime())) throw new TypeError('mtime must be a valid date');
@@ -361,12 +374,12 @@ async function* tarBlocks(
     }
     if (entry.kind === 'directory') {
       headers.append(out, `${entry.path}/`, 'Directory', 0o755, 0);
-      capture?.add({ path: entry.path, kind: 'directory' }, BLOCK);
+      capture?.add({ path: entry.path, kind: 'directory' }, tarEntryBytes(0));
       stack.push({ entries: yield* listDirectory(entry.path), next: 0 });
     } else if (entry.kind === 'symlink') {
       const linkpath = readLinkTarget(entry);
       headers.append(out, entry.path, 'SymbolicLink', 0o777, 0, linkpath);
-      capture?.add({ path: entry.path, kind: 'symlink', linkpath }, BLOCK);
+      capture?.add({ path: entry.path, kind: 'symlink', linkpath }, tarEntryBytes(0));
     } else {
       const fd = openFile(entry);
       try {
@@ -375,7 +388,7 @@ async function* tarBlocks(
         // git records only whether the owner may execute (core.fileMode looks at S_IXUSR).
         const mode = stats.mode & 0o100 ? 0o755 : 0o644;
         headers.append(out, entry.path, 'File', mode, stats.size);
-        const tarBytes = BLOCK + Math.ceil(stats.size / BLOCK) * BLOCK;
+        const tarBytes = tarEntryBytes(stats.size);
         const file = { path: entry.path, kind: 'file' as const, executable: mode === 0o755 };
         if (stats.size <= SMALL_FILE_BYTES) {
           const data = readSmallFile(out, entry, fd, stats.size);

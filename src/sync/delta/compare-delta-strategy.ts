@@ -27,7 +27,7 @@ import { performance } from 'node:perf_hooks';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import type { SnapshotTarEntry } from '../../artifacts/reproducible-tarball.js';
+import { treeOrderKey, type SnapshotTarEntry } from '../../artifacts/reproducible-tarball.js';
 import { HostContentMismatch } from '../../hosts/blob-integrity.js';
 import { createConcurrencyLimit } from './concurrency-limit.js';
 import type { CodeHost, HostProvider } from '../../hosts/code-host.js';
@@ -537,14 +537,6 @@ function messageOf(error: unknown): string {
 function isAbort(error: unknown): boolean {
   const name = typeof error === 'object' && error !== null ? (error as { name?: unknown }).name : undefined;
   return name === 'AbortError';
-}
-
-/**
- * A key whose string order is the archive's entry order: bytewise by UTF-8 path, a directory as `path/`
- * (latin1 maps each byte to one UTF-16 unit, so string comparison compares bytes).
- */
-function treeOrderKey(path: string, directory: boolean): string {
-  return Buffer.from(directory ? `${path}/` : path, 'utf8').toString('latin1');
 }
 
 /** Passes the bytes on and writes them to a file, finished before the stream ends. */

@@ -9,7 +9,7 @@
  * tree: the result is refused and the archive is made from the snapshot instead.
  */
 import { isUtf8 } from 'node:buffer';
-import type { SnapshotTarEntry } from '../../artifacts/reproducible-tarball.js';
+import { tarEntryBytes, treeOrderKey, type SnapshotTarEntry } from '../../artifacts/reproducible-tarball.js';
 import type { TreeChange } from '../git/tree-changes.js';
 
 /** The changes do not apply to the entries: they are not the tree the changes start from. */
@@ -20,25 +20,15 @@ export class ArchiveBaseMismatch extends Error {
   }
 }
 
-const TAR_BLOCK = 512;
-
 /** Bytes the entries take in a tar (headers and padded contents): what holding them costs, near enough. */
 export function tarBytesOf(entries: readonly SnapshotTarEntry[]): number {
   let bytes = 0;
-  for (const entry of entries) {
-    const size = entry.data?.length ?? 0;
-    bytes += TAR_BLOCK + Math.ceil(size / TAR_BLOCK) * TAR_BLOCK;
-  }
+  for (const entry of entries) bytes += tarEntryBytes(entry.data?.length ?? 0);
   return bytes;
 }
 
-/** The sort key of the archive's tree order: UTF-8 bytes as latin1 (string order is byte order), `/` after a directory. */
-function orderKey(path: string, directory: boolean): string {
-  return Buffer.from(directory ? `${path}/` : path, 'utf8').toString('latin1');
-}
-
 function keyOf(entry: SnapshotTarEntry): string {
-  return orderKey(entry.path, entry.kind === 'directory');
+  return treeOrderKey(entry.path, entry.kind === 'directory');
 }
 
 /** What a git mode is in a snapshot: submodules are checked out as empty directories. */
@@ -102,12 +92,12 @@ export function applyTreeChanges(
       // A directory whose contents changed, or a submodule moved to another commit: same empty directory.
       if (newKind === 'directory') continue;
       if (oldKind !== newKind) throw new ArchiveBaseMismatch(`${change.path} changed type without T`);
-      puts.set(orderKey(change.path, false), { entry: entryOf(change), replaces: true });
+      puts.set(treeOrderKey(change.path, false), { entry: entryOf(change), replaces: true });
       continue;
     }
     if (change.status === 'D' || change.status === 'T') {
       if (oldKind === null) throw new ArchiveBaseMismatch(`unknown mode ${change.oldMode} of ${change.path}`);
-      removals.add(orderKey(change.path, oldKind === 'directory'));
+      removals.add(treeOrderKey(change.path, oldKind === 'directory'));
     }
     if (change.status === 'A' || change.status === 'T') {
       const entry = entryOf(change);
