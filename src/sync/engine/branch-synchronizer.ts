@@ -343,7 +343,7 @@ export class BranchSynchronizer {
           : null;
       const fromBase = base
         ? timed('archive', () =>
-            this.archiveFromBase(branch, base, branch.syncedSha!, sha, lease.gitDir, credentials),
+            this.archiveFromBase(branch, base, branch.syncedSha!, sha, lease, credentials),
           )
         : Promise.resolve(null);
       const commitTime =
@@ -444,7 +444,7 @@ export class BranchSynchronizer {
     base: readonly SnapshotTarEntry[],
     fromSha: string,
     sha: string,
-    gitDir: string,
+    lease: WorkspaceLease,
     credentials: () => Promise<GitCredentials | undefined>,
   ): Promise<(ArchivedRevision & { changedPaths: number; filesChanged: number }) | null> {
     const archiver = this.archiver;
@@ -454,7 +454,7 @@ export class BranchSynchronizer {
     let changes: TreeChanges | null;
     try {
       changes = await this.mirror.treeChanges(
-        gitDir,
+        lease.gitDir,
         fromSha,
         sha,
         { maxChanges: ARCHIVE_BASE_MAX_CHANGES, maxBytes: bases.maxBytes },
@@ -478,16 +478,13 @@ export class BranchSynchronizer {
       repositoryId: branch.repository.id,
       branchId: branch.branchId,
       sha,
-      snapshotDir: '',
+      // Not read: the entries are the snapshot.
+      snapshotDir: lease.snapshotDir(branch.name),
       entries: () => inBatches(entries),
       commitTime: changes.commitTime,
     });
     bases.set(branch.branchId, sha, entries);
-    // Paths as `git diff-tree -r` counts them (no directories).
-    const filesChanged = changes.changes.filter(
-      (change) => change.oldMode !== '040000' && change.newMode !== '040000',
-    ).length;
-    return { ...archived, changedPaths: changes.changes.length, filesChanged };
+    return { ...archived, changedPaths: changes.changes.length, filesChanged: changes.filesChanged };
   }
 
   /** The archive of `sha` read from the updated snapshot; its entries are kept for the next revision. */

@@ -17,7 +17,7 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { markReady } from '../workspace/workspace-cache.js';
 import {
   GitAbortedError,
@@ -95,6 +95,8 @@ export interface CheckoutSnapshotOptions {
 /** The changes between two commits' trees, and the new commit's committer time. */
 export interface TreeChanges {
   changes: TreeChange[];
+  /** Changed paths other than directories, as changedPathCount counts them. */
+  filesChanged: number;
   commitTime: Date;
 }
 
@@ -247,8 +249,9 @@ export class GitMirror {
     opts: CheckoutSnapshotOptions = {},
   ): Promise<{ filesChanged: number | null }> {
     assertObjectId(sha);
-    const snapshot = await this.snapshotWorktree(gitDir, snapshotDir, opts.credentials);
+    // The inspection (given, or run here) creates the dirs and writes the clone's attributes first.
     const inspected = await (opts.inspection ?? this.inspectSnapshot(gitDir, snapshotDir));
+    const snapshot = this.snapshotWorktree(gitDir, snapshotDir, opts.credentials);
     const previous = inspected.previous;
     const countChanges = (): Promise<number | null> =>
       opts.countChanges === false
@@ -290,7 +293,11 @@ export class GitMirror {
    * `problem` is null when the snapshot can be updated in place, or says why not.
    */
   async inspectSnapshot(gitDir: string, snapshotDir: string): Promise<SnapshotInspection> {
-    const snapshot = await this.snapshotWorktree(gitDir, snapshotDir);
+    const snapshot = this.snapshotWorktree(gitDir, snapshotDir);
+    await mkdir(dirname(snapshot.indexFile), { recursive: true });
+    await mkdir(snapshotDir, { recursive: true });
+    // Written on every checkout so clones made before this rule existed get it too.
+    await writeExactCheckoutAttributes(gitDir);
     // A commit the ref names that is missing fails diff-index below, which sends the snapshot the full way.
     const previous =
       (await readLooseRef(gitDir, snapshot.ref)) ?? (await this.resolveOptional(gitDir, snapshot.ref));
@@ -318,19 +325,14 @@ export class GitMirror {
     return { previous, problem: treeProblem ?? diskProblem ?? cleanProblem };
   }
 
-  /** The git arguments, index and ref of a snapshot dir (created if needed). */
-  private async snapshotWorktree(
+  /** The git arguments, index file and ref of a snapshot dir. */
+  private snapshotWorktree(
     gitDir: string,
     snapshotDir: string,
     credentials?: GitCredentials,
-  ): Promise<SnapshotWorktree> {
+  ): SnapshotWorktree {
     const key = createHash('sha256').update(resolve(snapshotDir)).digest('hex').slice(0, 16);
-    const indexDir = join(gitDir, 'reposync', 'index');
-    const indexFile = join(indexDir, key);
-    await mkdir(indexDir, { recursive: true });
-    await mkdir(snapshotDir, { recursive: true });
-    // Written on every checkout so clones made before this rule existed get it too.
-    await writeExactCheckoutAttributes(gitDir);
+    const indexFile = join(gitDir, 'reposync', 'index', key);
     return {
       gitDir,
       snapshotDir,
@@ -444,13 +446,8 @@ export class GitMirror {
     if (diff === null) return null;
     const changes = parseRawTreeDiff(diff);
     if (changes.length > limits.maxChanges) return null;
-    const ids = [
-      ...new Set(
-        changes
-          .filter((change) => change.status !== 'D' && hasBlobContent(change.newMode))
-          .map((change) => change.newId),
-      ),
-    ];
+    const withContent = changes.filter((change) => change.status !== 'D' && hasBlobContent(change.newMode));
+    const ids = [...new Set(withContent.map((change) => change.newId))];
     // The commit itself comes first in the same batch, for its committer time.
     const output = await this.collectOutput(
       ['--git-dir', gitDir, 'cat-file', '--batch'],
@@ -462,14 +459,14 @@ export class GitMirror {
     const contents = parseCatFileBatch(output, ids, to);
     const commit = contents.get(to)!;
     let bytes = 0;
-    for (const change of changes) {
-      const data = contents.get(change.newId);
-      if (data && change.status !== 'D' && hasBlobContent(change.newMode)) {
-        change.data = data;
-        bytes += data.length;
-      }
+    for (const change of withContent) {
+      change.data = contents.get(change.newId)!;
+      bytes += change.data.length;
     }
-    return bytes > limits.maxBytes ? null : { changes, commitTime: committerTime(commit, to) };
+    if (bytes > limits.maxBytes) return null;
+    // As changedPathCount counts them (`diff-tree -r`): no directories.
+    const filesChanged = changes.filter((c) => c.oldMode !== '040000' && c.newMode !== '040000').length;
+    return { changes, filesChanged, commitTime: committerTime(commit, to) };
   }
 
   /** The stdout of a git run as bytes, or null (git stopped) once it grows beyond `maxBytes`. */
