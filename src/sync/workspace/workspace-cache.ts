@@ -13,7 +13,7 @@
  * lock can only be the leftover of a git killed by a timeout or a crash. Two processes sharing a rootDir
  * would corrupt each other's clones; give each worker its own directory.
  */
-import { execFile } from 'node:child_process';
+import { execFile, type ExecFileException } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -428,33 +428,21 @@ export function snapshotKey(branch: string): string {
  * snapshot, about a second of main-thread time). Walked here only when there is no `du`.
  */
 export async function directorySize(dir: string): Promise<number> {
-  try {
-    const { stdout } = await runDu(dir);
-    const kib = duTotal(stdout);
-    if (kib !== null) return kib * 1024;
-  } catch (error) {
-    const failed = error as { code?: unknown; stdout?: unknown };
-    if (failed.code === 'ENOENT') return walkDirectorySize(dir);
-    // du exits 1 when a file vanished during its walk, still printing the total.
-    const kib = typeof failed.stdout === 'string' ? duTotal(failed.stdout) : null;
-    if (kib !== null) return kib * 1024;
-    if (!(await pathExists(dir))) return 0;
-    throw error;
-  }
-  throw new Error(`du printed no total for ${dir}`);
+  const { stdout, error } = await runDu(dir);
+  if (error?.code === 'ENOENT') return walkDirectorySize(dir);
+  // du also exits 1 when a file vanished during its walk, still printing the total.
+  const kib = duTotal(stdout);
+  if (kib !== null) return kib * 1024;
+  if (!(await pathExists(dir))) return 0;
+  throw error ?? new Error(`du printed no total for ${dir}`);
 }
 
-function runDu(dir: string): Promise<{ stdout: string }> {
-  return new Promise((resolve, reject) => {
-    execFile('du', ['-sk', '--', dir], { maxBuffer: 1024 * 1024 }, (error, stdout) => {
-      if (error) {
-        const failed: Error & { stdout?: string } = error;
-        failed.stdout = stdout;
-        reject(failed);
-      } else {
-        resolve({ stdout });
-      }
-    });
+/** `du -sk <dir>`: what it printed, and how it failed (no `du`: code ENOENT; an exit status: a number). */
+function runDu(dir: string): Promise<{ stdout: string; error: ExecFileException | null }> {
+  return new Promise((resolve) => {
+    execFile('du', ['-sk', '--', dir], { maxBuffer: 1024 * 1024 }, (error, stdout) =>
+      resolve({ stdout, error }),
+    );
   });
 }
 
