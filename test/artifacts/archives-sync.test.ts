@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -7,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { FixtureFiles } from '../fixtures/git-server.js';
 import { S3FixtureServer } from '../fixtures/s3-server.js';
 import type { TestTenant } from '../support/api-harness.js';
+import { runCommand } from '../support/run-command.js';
 import { SyncHarness } from '../support/sync-harness.js';
 import { describeTree } from '../support/tree-listing.js';
 
@@ -18,25 +18,10 @@ interface ArchiveBody {
   url?: string;
 }
 
-function run(command: string, args: string[], opts: { cwd?: string; input?: Buffer } = {}): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: opts.cwd });
-    const out: Buffer[] = [];
-    let err = '';
-    child.stdout.on('data', (c: Buffer) => out.push(c));
-    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) =>
-      code === 0 ? resolve(Buffer.concat(out)) : reject(new Error(`${command}: ${err}`)),
-    );
-    child.stdin.end(opts.input);
-  });
-}
-
 async function extractTree(tarGz: Buffer): Promise<string[]> {
   const dir = await mkdtemp(join(tmpdir(), 'reposync-extract-'));
   try {
-    await run('tar', ['-xzf', '-', '-C', dir], { input: tarGz });
+    await runCommand('tar', ['-xzf', '-', '-C', dir], { input: tarGz });
     return await describeTree(dir);
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -140,7 +125,13 @@ describe.each(['s3', 'filesystem'] as const)('archives of synced revisions (%s s
       const { meta, bytes } = await download(id, sha);
       expect(sha256(bytes)).toBe(meta.sha256);
       expect(bytes.length).toBe(meta.sizeBytes);
-      const expected = await run('git', ['--git-dir', remote.bareDir, 'archive', '--format=tar.gz', sha]);
+      const expected = await runCommand('git', [
+        '--git-dir',
+        remote.bareDir,
+        'archive',
+        '--format=tar.gz',
+        sha,
+      ]);
       expect(await extractTree(bytes)).toEqual(await extractTree(expected));
     }
 

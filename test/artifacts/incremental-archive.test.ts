@@ -2,7 +2,6 @@
  * Archives made from the previous revision's entries and git's tree changes (the fetch path with a
  * worker that archived the branch before) must be byte-identical to archives of a checkout of the commit.
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,22 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createReproducibleTarball } from '../../src/artifacts/reproducible-tarball.js';
 import type { FixtureFiles, FixtureRepository } from '../fixtures/git-server.js';
 import type { TestTenant } from '../support/api-harness.js';
+import { runCommand } from '../support/run-command.js';
 import { SyncHarness } from '../support/sync-harness.js';
-
-function run(command: string, args: string[], input?: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args);
-    const out: Buffer[] = [];
-    let err = '';
-    child.stdout.on('data', (c: Buffer) => out.push(c));
-    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) =>
-      code === 0 ? resolve(Buffer.concat(out)) : reject(new Error(`${command}: ${err}`)),
-    );
-    child.stdin.end(input);
-  });
-}
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -34,10 +19,10 @@ const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 async function archiveOfCheckout(remote: FixtureRepository, sha: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'reposync-checkout-'));
   try {
-    const tar = await run('git', ['--git-dir', remote.bareDir, 'archive', '--format=tar', sha]);
-    await run('tar', ['-xf', '-', '-C', dir], tar);
+    const tar = await runCommand('git', ['--git-dir', remote.bareDir, 'archive', '--format=tar', sha]);
+    await runCommand('tar', ['-xf', '-', '-C', dir], { input: tar });
     const seconds = Number(
-      (await run('git', ['--git-dir', remote.bareDir, 'show', '-s', '--format=%ct', sha])).toString(),
+      (await runCommand('git', ['--git-dir', remote.bareDir, 'show', '-s', '--format=%ct', sha])).toString(),
     );
     const tarball = createReproducibleTarball(dir, { mtime: new Date(seconds * 1000), commitId: sha });
     tarball.stream.resume();
