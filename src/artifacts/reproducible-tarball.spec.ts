@@ -236,6 +236,58 @@ describe('createReproducibleTarball', () => {
     expect(await collect(createTarballOfEntries(once(), options).stream)).toEqual(fromDir);
   });
 
+  it('archives the same entry objects again at another commit time exactly as a fresh walk does', async () => {
+    // Headers of entries given as data are kept per entry object and the time patched in: reused at a
+    // new time (ustar and pax entries alike), they must give what the directory gives at that time.
+    const dir = await makeTree(0);
+    await symlink('t'.repeat(300), join(dir, 'long-link'));
+    const capture = new SnapshotCapture(64 * 1024 * 1024);
+    await collect(createReproducibleTarball(dir, { mtime: COMMIT_TIME }, capture).stream);
+    const entries = capture.result()!.entries;
+    async function* once(): AsyncGenerator<readonly SnapshotTarEntry[]> {
+      yield entries;
+    }
+    for (const mtime of [new Date('2031-02-03T04:05:06Z'), COMMIT_TIME, new Date(0)]) {
+      const options = { mtime, commitId: COMMIT_ID };
+      const fromDir = await collect(createReproducibleTarball(dir, options).stream);
+      expect(await collect(createTarballOfEntries(once(), options).stream)).toEqual(fromDir);
+    }
+  });
+
+  it('keeps every archive exact while several share recycled output buffers', async () => {
+    // Output buffers go back to a shared pool once zlib has consumed them: three archives of several MiB
+    // each, written at once and read at different speeds, must each hold exactly their own entries.
+    const sets = [1, 2, 3].map((seed) =>
+      Array.from({ length: 3000 }, (_, i): SnapshotTarEntry => {
+        const path = `d${seed}/f${String(i).padStart(5, '0')}`;
+        return { path, kind: 'file', data: pseudoRandomBytes(700 + ((i * seed) % 900), seed * 10_000 + i) };
+      }),
+    );
+    const archives = await Promise.all(
+      sets.map(async (files, index) => {
+        async function* batches(): AsyncGenerator<readonly SnapshotTarEntry[]> {
+          yield [{ path: `d${index + 1}`, kind: 'directory' }];
+          for (let at = 0; at < files.length; at += 500) yield files.slice(at, at + 500);
+        }
+        const stream = createTarballOfEntries(batches(), { mtime: COMMIT_TIME }).stream;
+        const chunks: Buffer[] = [];
+        for await (const chunk of stream) {
+          chunks.push(chunk as Buffer);
+          // Slow readers keep the compressor (and the pool) waiting on them.
+          if (index > 0 && chunks.length % 4 === 0) await new Promise((r) => setTimeout(r, index));
+        }
+        return Buffer.concat(chunks);
+      }),
+    );
+    for (const [index, archive] of archives.entries()) {
+      const listed = await listEntries(archive);
+      expect(listed.map((e) => [e.path, e.sha256])).toEqual([
+        [`d${index + 1}/`, createHash('sha256').digest('hex')],
+        ...sets[index]!.map((f) => [f.path, createHash('sha256').update(f.data!).digest('hex')]),
+      ]);
+    }
+  });
+
   it('gives up capturing beyond its budget, and the archive is unaffected', async () => {
     const dir = await makeTree(0);
     await writeFile(join(dir, 'large.bin'), pseudoRandomBytes(300 * 1024, 9));

@@ -44,9 +44,16 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { addAbortSignal, pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
+import {
+  addAbortSignal,
+  pipeline,
+  type Readable,
+  Transform,
+  type TransformCallback,
+  type Writable,
+} from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { constants as zlibConstants, createGzip } from 'node:zlib';
+import { constants as zlibConstants, createGzip, type ZlibOptions } from 'node:zlib';
 import { Header, Pax } from 'tar';
 import { DigestingStream, type ArtifactDigest } from './artifact-digest.js';
 
@@ -212,49 +219,72 @@ async function* tarBlocksOfEntries(
   mtime: Date,
   commitId: string | undefined,
 ): AsyncGenerator<Buffer> {
-  const out = new OutputBatch();
+  const out = new OutputBatch(true);
   const headers = new HeaderWriter(mtime);
   if (commitId !== undefined) out.append(globalCommentHeader(commitId, mtime));
   for await (const batch of batches) {
     for (const entry of batch) {
-      if (entry.kind === 'directory') {
-        headers.append(out, `${entry.path}/`, 'Directory', 0o755, 0);
-      } else if (entry.kind === 'symlink') {
-        if (entry.linkpath === undefined)
-          throw new SnapshotNotArchivable(entry.path, 'symlink without a target');
-        headers.append(out, entry.path, 'SymbolicLink', 0o777, 0, entry.linkpath);
-      } else {
-        const data = entry.data ?? Buffer.alloc(0);
-        headers.append(out, entry.path, 'File', entry.executable ? 0o755 : 0o644, data.length);
-        out.append(data);
-        const padding = (BLOCK - (data.length % BLOCK)) % BLOCK;
-        if (padding) out.append(ZERO_BLOCKS.subarray(0, padding));
-      }
+      headers.appendEntry(out, entry);
+      if (entry.kind === 'file' && entry.data) out.appendPadded(entry.data);
     }
     for (const chunk of out.takeFull()) yield chunk;
   }
   out.append(ZERO_BLOCKS);
-  for (const chunk of out.takeAll()) yield chunk;
+  for (const chunk of out.takeAll(true)) yield chunk;
 }
 
 /** gzip with the archive's fixed settings, the OS byte pinned, size and SHA-256 taken on the way. */
 function compressTar(blocks: AsyncIterable<Buffer>, signal: AbortSignal | undefined): ReproducibleTarball {
-  const tar = Readable.from(blocks, {
-    objectMode: false,
-    highWaterMark: TAR_HIGH_WATER_MARK,
-  });
-  const gzip = createGzip({
+  // zlib streams take the stream options too, which ZlibOptions does not declare.
+  const options: ZlibOptions & { writableHighWaterMark: number } = {
     level: TARBALL_GZIP_LEVEL,
     memLevel: 8,
     strategy: zlibConstants.Z_DEFAULT_STRATEGY,
     chunkSize: GZIP_CHUNK_BYTES,
-  });
+    // Buffered ahead of the compressor, so the tar is written while zlib works on what came before.
+    writableHighWaterMark: TAR_HIGH_WATER_MARK,
+  };
+  const gzip = createGzip(options);
   const digesting = new DigestingStream();
-  // pipeline destroys every stage when one fails or the reader destroys the last one, which also ends
-  // the generator (closing any open file).
-  const stream = pipeline(tar, gzip, new GzipOsBytePin(), digesting, () => undefined);
+  // pipeline destroys every stage when one fails or the reader destroys the last one; feed() then stops
+  // and ends the generator (closing any open file).
+  const stream = pipeline(gzip, new GzipOsBytePin(), digesting, () => undefined);
   if (signal) addAbortSignal(signal, stream);
+  void feed(blocks, gzip);
   return { stream, digest: digesting.digest };
+}
+
+/**
+ * Writes the tar into the compressor, handing each piece of output back to the recycler once zlib has
+ * consumed it. An error of the tar destroys the compressor (and so the whole pipeline) with it; a
+ * destroyed compressor stops the feed, which returns the generator.
+ */
+async function feed(blocks: AsyncIterable<Buffer>, gzip: Writable): Promise<void> {
+  try {
+    for await (const chunk of blocks) {
+      if (gzip.destroyed) return;
+      const consumed = (error?: Error | null): void => {
+        if (!error) batchBuffers.release(chunk);
+      };
+      if (!gzip.write(chunk, consumed)) await drainedOrClosed(gzip);
+    }
+    if (!gzip.destroyed) gzip.end();
+  } catch (error) {
+    // Passed on as thrown (fs errors keep their code).
+    gzip.destroy(typeof error === 'object' && error !== null ? (error as Error) : new Error(String(error)));
+  }
+}
+
+function drainedOrClosed(stream: Writable): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      stream.off('drain', done);
+      stream.off('close', done);
+      resolve();
+    };
+    stream.on('drain', done);
+    stream.on('close', done);
+  });
 }
 
 export type EntryKind = 'file' | 'directory' | 'symlink';
@@ -282,7 +312,8 @@ async function* tarBlocks(
   commitId: string | undefined,
   capture: SnapshotCapture | undefined,
 ): AsyncGenerator<Buffer> {
-  const out = new OutputBatch();
+  // A capture keeps views of the file contents read into the output: those buffers are never reused.
+  const out = new OutputBatch(capture === undefined);
   const headers = new HeaderWriter(mtime);
   let sliceStart = performance.now();
   const due = (): boolean => out.hasFull || performance.now() - sliceStart >= SLICE_MS;
@@ -411,7 +442,7 @@ async function* tarBlocks(
     if (due()) yield* breathe();
   }
   out.append(ZERO_BLOCKS);
-  for (const chunk of out.takeAll()) yield chunk;
+  for (const chunk of out.takeAll(true)) yield chunk;
 }
 
 function byTreeOrder(a: ListedEntry, b: ListedEntry): number {
@@ -552,17 +583,79 @@ function readAt(
   });
 }
 
+/** A recyclable output buffer and the pieces of it still downstream. */
+interface PooledBuffer {
+  buffer: Buffer;
+  /** Pieces handed downstream and not yet released. */
+  pieces: number;
+  /** No more bytes will be written to it: it can be reused once every piece is released. */
+  retired: boolean;
+}
+
+/**
+ * Output buffers taken back once the compressor has consumed every piece of them. A fresh buffer costs a
+ * page fault per 4 KiB when first written (the kernel hands out zeroed pages): for the 20 MB tar of a
+ * tree of 20,000 small files that cost several times the copying itself. Shared by every archive of the
+ * process; at most `keep` free buffers are held.
+ */
+class BufferRecycler {
+  private readonly free: Buffer[] = [];
+  private readonly owners = new WeakMap<Buffer, PooledBuffer>();
+
+  constructor(
+    private readonly size: number,
+    private readonly keep: number,
+  ) {}
+
+  take(): PooledBuffer {
+    return { buffer: this.free.pop() ?? Buffer.allocUnsafe(this.size), pieces: 0, retired: false };
+  }
+
+  /** `owner.buffer[start, end)`, counted until released. */
+  piece(owner: PooledBuffer, start: number, end: number): Buffer {
+    const piece = owner.buffer.subarray(start, end);
+    owner.pieces++;
+    this.owners.set(piece, owner);
+    return piece;
+  }
+
+  retire(owner: PooledBuffer): void {
+    owner.retired = true;
+    this.reuseIfDone(owner);
+  }
+
+  /** The compressor is done with `piece` (a piece of some other buffer is ignored). */
+  release(piece: Buffer): void {
+    const owner = this.owners.get(piece);
+    if (!owner) return;
+    this.owners.delete(piece);
+    owner.pieces--;
+    this.reuseIfDone(owner);
+  }
+
+  private reuseIfDone(owner: PooledBuffer): void {
+    if (owner.retired && owner.pieces === 0 && this.free.length < this.keep) this.free.push(owner.buffer);
+  }
+}
+
+const batchBuffers = new BufferRecycler(BATCH_BYTES, 16);
+
 /**
  * Output gathered in large buffers written in place (headers and file contents go straight in). The part
- * handed downstream is never written again; writing continues behind it in the same buffer.
+ * handed downstream is never written again; writing continues behind it in the same buffer. With
+ * `recycle`, the buffers come from (and go back to) the shared recycler: only when nothing but the
+ * compressor keeps a view of the output (a capture keeps views of file contents).
  */
 class OutputBatch {
-  private buffer = Buffer.allocUnsafe(0);
+  private buffer: Buffer = Buffer.allocUnsafe(0);
+  private owner: PooledBuffer | null = null;
   /** First byte not yet handed downstream. */
   private start = 0;
   /** First free byte. */
   private end = 0;
   private readonly full: Buffer[] = [];
+
+  constructor(private readonly recycle = false) {}
 
   /** Where the next bytes go in the buffer `reserve` returns. */
   get offset(): number {
@@ -576,8 +669,10 @@ class OutputBatch {
   /** A buffer with room for `length` bytes from `offset` on; nothing counts until `commit`. */
   reserve(length: number): Buffer {
     if (this.end + length > this.buffer.length) {
-      if (this.end > this.start) this.full.push(this.buffer.subarray(this.start, this.end));
-      this.buffer = Buffer.allocUnsafe(Math.max(BATCH_BYTES, length));
+      if (this.end > this.start) this.full.push(this.piece());
+      if (this.owner) batchBuffers.retire(this.owner);
+      this.owner = this.recycle && length <= BATCH_BYTES ? batchBuffers.take() : null;
+      this.buffer = this.owner?.buffer ?? Buffer.allocUnsafe(Math.max(BATCH_BYTES, length));
       this.start = 0;
       this.end = 0;
     }
@@ -593,17 +688,39 @@ class OutputBatch {
     this.end += bytes.length;
   }
 
+  /** Appends `bytes` and the zeros that pad them to a whole block. */
+  appendPadded(bytes: Buffer): void {
+    const padded = Math.ceil(bytes.length / BLOCK) * BLOCK;
+    const target = this.reserve(padded);
+    bytes.copy(target, this.end);
+    target.fill(0, this.end + bytes.length, this.end + padded);
+    this.end += padded;
+  }
+
   /** The buffers filled up so far. */
   takeFull(): Buffer[] {
     return this.full.splice(0);
   }
 
-  /** Everything not yet handed downstream. */
-  takeAll(): Buffer[] {
+  /** Everything not yet handed downstream; the end of the output retires its buffer. */
+  takeAll(last = false): Buffer[] {
     const chunks = this.takeFull();
-    if (this.end > this.start) chunks.push(this.buffer.subarray(this.start, this.end));
+    if (this.end > this.start) chunks.push(this.piece());
     this.start = this.end;
+    if (last && this.owner) {
+      batchBuffers.retire(this.owner);
+      this.owner = null;
+      this.buffer = Buffer.allocUnsafe(0);
+      this.start = this.end = 0;
+    }
     return chunks;
+  }
+
+  /** The bytes between `start` and `end`, as handed downstream. */
+  private piece(): Buffer {
+    return this.owner
+      ? batchBuffers.piece(this.owner, this.start, this.end)
+      : this.buffer.subarray(this.start, this.end);
   }
 }
 
@@ -613,6 +730,20 @@ const MAX_OCTAL_12 = 0o77777777777;
 // eslint-disable-next-line no-control-regex
 const ASCII = /^[\x01-\x7f]*$/;
 
+/** A ustar header block with its mtime field left zero, and the byte sum of the rest (checksum as spaces). */
+interface EncodedHeader {
+  block: Buffer;
+  sum: number;
+}
+
+/**
+ * The headers of entries given as data (createTarballOfEntries), kept for as long as the entry object
+ * lives: an archive made from the previous revision's entries encodes only the entries that changed, the
+ * rest costs a copy. They do not depend on the time, which is patched in as each archive is written.
+ * Entries are never modified once made, so an entry's header never goes stale. null: needs node-tar.
+ */
+const encodedHeaders = new WeakMap<SnapshotTarEntry, EncodedHeader | null>();
+
 /**
  * Writes entry headers. The common case (ASCII path and link target shorter than their 100-byte fields,
  * sizes and times that fit in octal) is encoded here from a template, byte for byte what node-tar's
@@ -620,59 +751,142 @@ const ASCII = /^[\x01-\x7f]*$/;
  * through node-tar.
  */
 class HeaderWriter {
-  /** uid, gid, mtime, magic and device numbers, the same in every header; null when mtime does not fit. */
-  private readonly template: Buffer | null;
-  private readonly templateSum: number;
+  /** The mtime field; null when the time does not fit in it (node-tar writes every header then). */
+  private readonly mtimeField: Buffer | null;
+  private readonly mtimeSum: number;
 
   constructor(private readonly mtime: Date) {
     const seconds = mtime.getTime() / 1000;
     if (seconds < 0 || seconds > MAX_OCTAL_12) {
-      this.template = null;
-      this.templateSum = 0;
+      this.mtimeField = null;
+      this.mtimeSum = 0;
       return;
     }
-    const template = Buffer.alloc(BLOCK);
-    writeOctal(template, 108, 8, 0); // uid
-    writeOctal(template, 116, 8, 0); // gid
-    writeOctal(template, 136, 12, seconds);
-    template.write('ustar\u000000', 257, 8, 'latin1');
-    writeOctal(template, 329, 8, 0); // devmajor
-    writeOctal(template, 337, 8, 0); // devminor
-    this.template = template;
-    // The checksum counts its own field as eight spaces.
-    this.templateSum = byteSum(template, 0, BLOCK) + 8 * 0x20;
+    const field = Buffer.alloc(12);
+    writeOctal(field, 0, 12, seconds);
+    this.mtimeField = field;
+    this.mtimeSum = byteSum(field, 0, 12);
   }
 
   /** Appends the header block of one entry to `out`, preceded by a pax header when some field needs one. */
   append(out: OutputBatch, path: string, type: TarType, mode: number, size: number, linkpath?: string): void {
-    const simple =
-      this.template !== null &&
-      path.length < 100 &&
-      ASCII.test(path) &&
-      (linkpath === undefined || (linkpath.length < 100 && ASCII.test(linkpath))) &&
-      mode <= MAX_OCTAL_8 &&
-      size <= MAX_OCTAL_12;
-    if (!simple || this.template === null) {
+    if (this.mtimeField === null || !fitsUstar(path, mode, size, linkpath)) {
       out.append(tarHeader(path, type, mode, size, this.mtime, linkpath));
       return;
     }
     const target = out.reserve(BLOCK);
     const at = out.offset;
-    this.template.copy(target, at);
-    target.write(path, at, 'latin1');
-    writeOctal(target, at + 100, 8, mode);
-    writeOctal(target, at + 124, 12, size);
-    target[at + 156] = TYPE_FLAGS[type];
-    if (linkpath !== undefined) target.write(linkpath, at + 157, 'latin1');
-    // The template is zero where the fields above go.
-    const sum =
-      this.templateSum +
-      byteSum(target, at, at + 108) +
-      byteSum(target, at + 124, at + 136) +
-      byteSum(target, at + 156, at + 257);
-    writeOctal(target, at + 148, 8, sum);
+    this.finish(target, at, encodeUstar(target, at, path, type, mode, size, linkpath));
     out.commit(BLOCK);
   }
+
+  /** append() for an entry given as data: its header is encoded once per entry object, then copied. */
+  appendEntry(out: OutputBatch, entry: SnapshotTarEntry): void {
+    const { path, type, mode, size, linkpath } = headerFieldsOf(entry);
+    let encoded = encodedHeaders.get(entry);
+    if (encoded === undefined) {
+      encoded = null;
+      if (fitsUstar(path, mode, size, linkpath)) {
+        const block = Buffer.allocUnsafe(BLOCK);
+        encoded = { block, sum: encodeUstar(block, 0, path, type, mode, size, linkpath) };
+      }
+      encodedHeaders.set(entry, encoded);
+    }
+    if (encoded === null || this.mtimeField === null) {
+      out.append(tarHeader(path, type, mode, size, this.mtime, linkpath));
+      return;
+    }
+    const target = out.reserve(BLOCK);
+    const at = out.offset;
+    encoded.block.copy(target, at);
+    this.finish(target, at, encoded.sum);
+    out.commit(BLOCK);
+  }
+
+  /** Writes the mtime and the checksum into a header encoded by encodeUstar (whose byte sum is `sum`). */
+  private finish(target: Buffer, at: number, sum: number): void {
+    this.mtimeField!.copy(target, at + 136);
+    // Six octal digits, a space and a NUL, as node-tar writes it (a block's sum is below 8^6).
+    let checksum = sum + this.mtimeSum;
+    for (let i = 5; i >= 0; i--) {
+      target[at + 148 + i] = 0x30 + (checksum & 7);
+      checksum >>>= 3;
+    }
+    target[at + 154] = 0x20;
+    target[at + 155] = 0;
+  }
+}
+
+/** uid, gid, magic and device numbers, the same in every header (mtime and checksum left zero). */
+const USTAR_TEMPLATE = ((): { block: Buffer; sum: number } => {
+  const block = Buffer.alloc(BLOCK);
+  writeOctal(block, 108, 8, 0); // uid
+  writeOctal(block, 116, 8, 0); // gid
+  block.write('ustar\u000000', 257, 8, 'latin1');
+  writeOctal(block, 329, 8, 0); // devmajor
+  writeOctal(block, 337, 8, 0); // devminor
+  // The checksum counts its own field as eight spaces.
+  return { block, sum: byteSum(block, 0, BLOCK) + 8 * 0x20 };
+})();
+
+/** Whether the header fits a plain ustar block that encodeUstar writes (otherwise node-tar, with pax). */
+function fitsUstar(path: string, mode: number, size: number, linkpath: string | undefined): boolean {
+  return (
+    path.length < 100 &&
+    ASCII.test(path) &&
+    (linkpath === undefined || (linkpath.length < 100 && ASCII.test(linkpath))) &&
+    mode <= MAX_OCTAL_8 &&
+    size <= MAX_OCTAL_12
+  );
+}
+
+/**
+ * Writes a ustar header at `at` with the mtime and checksum fields zero; returns the byte sum of the block
+ * with the checksum field counted as spaces (what the checksum is, once the mtime's bytes are added).
+ */
+function encodeUstar(
+  target: Buffer,
+  at: number,
+  path: string,
+  type: TarType,
+  mode: number,
+  size: number,
+  linkpath: string | undefined,
+): number {
+  USTAR_TEMPLATE.block.copy(target, at);
+  target.write(path, at, 'latin1');
+  writeOctal(target, at + 100, 8, mode);
+  writeOctal(target, at + 124, 12, size);
+  target[at + 156] = TYPE_FLAGS[type];
+  if (linkpath !== undefined) target.write(linkpath, at + 157, 'latin1');
+  // The template is zero where the fields above go.
+  return (
+    USTAR_TEMPLATE.sum +
+    byteSum(target, at, at + 108) +
+    byteSum(target, at + 124, at + 136) +
+    byteSum(target, at + 156, at + 257)
+  );
+}
+
+/** The header fields of an entry given as data. */
+function headerFieldsOf(entry: SnapshotTarEntry): {
+  path: string;
+  type: TarType;
+  mode: number;
+  size: number;
+  linkpath?: string;
+} {
+  if (entry.kind === 'directory') return { path: `${entry.path}/`, type: 'Directory', mode: 0o755, size: 0 };
+  if (entry.kind === 'symlink') {
+    if (entry.linkpath === undefined) throw new SnapshotNotArchivable(entry.path, 'symlink without a target');
+    return { path: entry.path, type: 'SymbolicLink', mode: 0o777, size: 0, linkpath: entry.linkpath };
+  }
+  return {
+    path: entry.path,
+    type: 'File',
+    mode: entry.executable ? 0o755 : 0o644,
+    size: entry.data?.length ?? 0,
+  };
 }
 
 /** A number as node-tar writes it: zero-padded octal, then a space and a NUL (just a NUL when it is full). */
