@@ -692,7 +692,7 @@ class OutputBatch {
   appendPadded(bytes: Buffer): void {
     const padded = Math.ceil(bytes.length / BLOCK) * BLOCK;
     const target = this.reserve(padded);
-    bytes.copy(target, this.end);
+    target.set(bytes, this.end);
     target.fill(0, this.end + bytes.length, this.end + padded);
     this.end += padded;
   }
@@ -782,9 +782,9 @@ class HeaderWriter {
 
   /** append() for an entry given as data: its header is encoded once per entry object, then copied. */
   appendEntry(out: OutputBatch, entry: SnapshotTarEntry): void {
-    const { path, type, mode, size, linkpath } = headerFieldsOf(entry);
     let encoded = encodedHeaders.get(entry);
     if (encoded === undefined) {
+      const { path, type, mode, size, linkpath } = headerFieldsOf(entry);
       encoded = null;
       if (fitsUstar(path, mode, size, linkpath)) {
         const block = Buffer.allocUnsafe(BLOCK);
@@ -793,19 +793,20 @@ class HeaderWriter {
       encodedHeaders.set(entry, encoded);
     }
     if (encoded === null || this.mtimeField === null) {
+      const { path, type, mode, size, linkpath } = headerFieldsOf(entry);
       out.append(tarHeader(path, type, mode, size, this.mtime, linkpath));
       return;
     }
     const target = out.reserve(BLOCK);
     const at = out.offset;
-    encoded.block.copy(target, at);
+    target.set(encoded.block, at);
     this.finish(target, at, encoded.sum);
     out.commit(BLOCK);
   }
 
   /** Writes the mtime and the checksum into a header encoded by encodeUstar (whose byte sum is `sum`). */
   private finish(target: Buffer, at: number, sum: number): void {
-    this.mtimeField!.copy(target, at + 136);
+    target.set(this.mtimeField!, at + 136);
     // Six octal digits, a space and a NUL, as node-tar writes it (a block's sum is below 8^6).
     let checksum = sum + this.mtimeSum;
     for (let i = 5; i >= 0; i--) {

@@ -291,6 +291,7 @@ export class RepositoriesRepository {
   /**
    * Records that a sync is owed for the repository's live branches (all, or the named one), in one statement
    * per row: a branch that is syncing right now is marked dirty (one follow-up), any other becomes OUTDATED.
+   * The repository's summary is left to refreshStatus.
    */
   async markSyncRequested(
     tenantId: string,
@@ -308,7 +309,6 @@ export class RepositoriesRepository {
         AND "deletedAt" IS NULL
         AND (${branchName ?? null}::text IS NULL OR "name" = ${branchName ?? null}::text)
       RETURNING *`;
-    await this.refreshStatus(tenantId, repositoryId);
     return rows.map(toBranch).sort((a, b) => a.name.localeCompare(b.name));
   }
 

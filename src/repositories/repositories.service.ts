@@ -167,6 +167,9 @@ export class RepositoriesService {
       await this.dispatcher.onboard(tenantId, id);
     }
     await this.dispatcher.dispatch(tenantId, id, branches);
+    // The repository's summary of its branches, once the work is queued (a worker may already have
+    // claimed a branch: the summary is computed from the branches as they are then).
+    await this.repositories.refreshStatus(tenantId, id);
     return branches;
   }
 }

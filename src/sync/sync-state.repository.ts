@@ -130,6 +130,17 @@ export class SyncStateRepository implements SyncStateStore {
     await this.prisma.syncRun.updateMany({ where: { id: runId, status: 'RUNNING' }, data });
   }
 
+  async isOwed(branchId: string): Promise<boolean> {
+    const owed = await this.prisma.branch.count({
+      where: { id: branchId, deletedAt: null, status: { in: ['OUTDATED', 'PENDING'] } },
+    });
+    return owed > 0;
+  }
+
+  async recordPhaseTimings(runId: string, timings: PhaseTimings): Promise<void> {
+    await this.prisma.syncRun.updateMany({ where: { id: runId }, data: { phaseTimings: timings } });
+  }
+
   async setSyncTarget(branchId: string, lockedBy: string, sha: string | null): Promise<void> {
     await this.prisma.branch.updateMany({
       where: { id: branchId, lockedBy, status: 'SYNCING' },

@@ -118,7 +118,7 @@ describe('archives made from the previous revision', () => {
       expect(last).toMatchObject({ status: 'SUCCEEDED', strategy: 'fetch', toSha: sha });
       expect(last?.strategyReason).toMatch(/from the previous archive and \d+ changed paths/);
       expect(await archiveSha256(id, sha)).toBe(await archiveOfCheckout(remote, sha));
-      expect(await remote.diffAgainstDirectory(sha, h.snapshotDir(id, 'main'))).toEqual([]);
+      expect(await remote.diffAgainstDirectory(sha, await h.snapshotAt(id, 'main', sha))).toEqual([]);
     }
   });
 });

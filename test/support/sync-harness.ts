@@ -3,10 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { INestApplicationContext } from '@nestjs/common';
 import pg from 'pg';
+import { snapshotRef } from '../../src/sync/git/git-mirror.js';
 import { SyncReconciler } from '../../src/sync/sync-reconciler.js';
 import { snapshotKey } from '../../src/sync/workspace/workspace-cache.js';
 import { startWorker } from '../../src/worker.js';
-import { type FixtureRepository, GitFixtureServer } from '../fixtures/git-server.js';
+import { type FixtureRepository, GitFixtureServer, runFixtureGit } from '../fixtures/git-server.js';
 import { ApiHarness, type TestTenant } from './api-harness.js';
 
 export interface RunRow {
@@ -88,6 +89,22 @@ export class SyncHarness {
   /** The worker's snapshot dir of a branch. */
   snapshotDir(repositoryId: string, branch: string): string {
     return join(this.workspaceDir, 'repos', repositoryId, 'snapshots', snapshotKey(branch));
+  }
+
+  /**
+   * The snapshot dir of a branch once it holds `sha`. A sync that makes its archive without reading the
+   * snapshot updates it after the branch is SYNCED.
+   */
+  async snapshotAt(repositoryId: string, branch: string, sha: string): Promise<string> {
+    const dir = this.snapshotDir(repositoryId, branch);
+    const gitDir = join(this.workspaceDir, 'repos', repositoryId, 'git');
+    await this.waitFor(`the snapshot of ${branch} at ${sha}`, async () => {
+      const { stdout } = await runFixtureGit(['rev-parse', '--verify', '--quiet', snapshotRef(dir)], {
+        gitDir,
+      });
+      return stdout.trim() === sha ? true : undefined;
+    });
+    return dir;
   }
 
   /** The branch's runs, oldest first. */

@@ -55,7 +55,7 @@ describe('sync engine (real Postgres, Redis, git over smart HTTP)', () => {
     expect(runs1).toEqual([
       expect.objectContaining({ status: 'SUCCEEDED', strategy: 'clone', toSha: first }),
     ]);
-    expect(await remote.diffAgainstDirectory(first, h.snapshotDir(repo.id, 'main'))).toEqual([]);
+    expect(await remote.diffAgainstDirectory(first, await h.snapshotAt(repo.id, 'main', first))).toEqual([]);
 
     const view = await h.api.request<RepoView>('GET', `/repositories/${repo.id}`, { token: tenant.apiKey });
     expect(view.body).toMatchObject({ status: 'SYNCED', lastCommitSha: first, defaultBranch: 'main' });
@@ -67,7 +67,9 @@ describe('sync engine (real Postgres, Redis, git over smart HTTP)', () => {
     await h.waitForBranch(repo.id, 'main', second);
     const runs2 = await h.runs(branch.id);
     expect(runs2[1]).toMatchObject({ status: 'SUCCEEDED', strategy: 'fetch', fromSha: first, toSha: second });
-    expect(await remote.diffAgainstDirectory(second, h.snapshotDir(repo.id, 'main'))).toEqual([]);
+    expect(await remote.diffAgainstDirectory(second, await h.snapshotAt(repo.id, 'main', second))).toEqual(
+      [],
+    );
     // The cached clone was updated in place, not made again.
     expect((await stat(readyMarker)).mtimeMs).toBe(clonedAt);
 
@@ -104,7 +106,9 @@ describe('sync engine (real Postgres, Redis, git over smart HTTP)', () => {
       });
       expect(runs[2]).toMatchObject({ strategyReason: 'already at the remote head', toSha: second });
       expect(lsRemote).not.toHaveBeenCalled();
-      expect(await remote.diffAgainstDirectory(second, h.snapshotDir(repo.id, 'main'))).toEqual([]);
+      expect(await remote.diffAgainstDirectory(second, await h.snapshotAt(repo.id, 'main', second))).toEqual(
+        [],
+      );
     } finally {
       lsRemote.mockRestore();
     }
@@ -124,7 +128,9 @@ describe('sync engine (real Postgres, Redis, git over smart HTTP)', () => {
     const runs = await h.runs(branch.id);
     expect(runs[runs.length - 1]).toMatchObject({ status: 'SUCCEEDED', strategy: 'fetch', toSha: rewritten });
     expect(runs[runs.length - 1]!.strategyReason).toMatch(/force-push/);
-    expect(await remote.diffAgainstDirectory(rewritten, h.snapshotDir(repo.id, 'main'))).toEqual([]);
+    expect(
+      await remote.diffAgainstDirectory(rewritten, await h.snapshotAt(repo.id, 'main', rewritten)),
+    ).toEqual([]);
   });
 
   it('marks a branch deleted on the host as deleted, without an error loop', async () => {
@@ -255,6 +261,62 @@ describe('sync engine (real Postgres, Redis, git over smart HTTP)', () => {
     expect(runs.length).toBeLessThanOrEqual(2);
     expect(runs[0]).toMatchObject({ status: 'SUCCEEDED', toSha: sha2 });
     expect(runs[1]).toMatchObject({ status: 'NOOP' });
+  });
+
+  it('updates the snapshot after SYNCED when the archive is made from the previous one, and follows up a trigger that came meanwhile', async () => {
+    const remote = await h.git.createRepository('snapshot-after');
+    const first = await remote.commit({ 'a.txt': '1\n', 'dir/b.txt': 'b\n' });
+    const repo = await addRepository({ url: remote.url, branches: ['main'] });
+    const branch = await h.waitForBranch(repo.id, 'main', first);
+
+    // The snapshot update of the second commit waits until released: the branch is SYNCED before it.
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const second = await remote.commit({ 'a.txt': '2\n', 'c.txt': 'c\n' });
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- called with the mirror as `this` below
+    const original = GitMirror.prototype.checkoutSnapshot;
+    const checkout = jest.spyOn(GitMirror.prototype, 'checkoutSnapshot').mockImplementation(async function (
+      this: GitMirror,
+      ...args
+    ) {
+      if (args[2] === second) await released;
+      return original.apply(this, args);
+    });
+    try {
+      await requestSync(repo.id);
+      await h.waitForBranch(repo.id, 'main', second);
+      const runs = await h.runs(branch.id);
+      expect(runs[1]).toMatchObject({ status: 'SUCCEEDED', strategy: 'fetch', toSha: second });
+      expect(runs[1]!.strategyReason).toMatch(/from the previous archive and \d+ changed paths/);
+      // SYNCED, and the snapshot still holds the first commit: its update is what is left of the job.
+      expect(await remote.diffAgainstDirectory(first, h.snapshotDir(repo.id, 'main'))).toEqual([]);
+
+      // A push now finds the job still running, so the queue does not take it again: the job follows it up.
+      const third = await remote.commit({ 'c.txt': null, 'd.txt': 'd\n' });
+      await requestSync(repo.id);
+      release();
+      await h.waitForBranch(repo.id, 'main', third);
+      expect(await remote.diffAgainstDirectory(third, await h.snapshotAt(repo.id, 'main', third))).toEqual(
+        [],
+      );
+      const all = await h.runs(branch.id);
+      expect(all.map((r) => [r.status, r.toSha])).toEqual([
+        ['SUCCEEDED', first],
+        ['SUCCEEDED', second],
+        ['SUCCEEDED', third],
+      ]);
+      // The snapshot update is timed on its run, once done.
+      const { rows } = await h.db.query<{ phaseTimings: Record<string, number> }>(
+        'SELECT "phaseTimings" FROM "SyncRun" WHERE "id" = $1',
+        [all[1]!.id],
+      );
+      expect(rows[0]!.phaseTimings).toEqual(
+        expect.objectContaining({ fetch: expect.any(Number), checkout: expect.any(Number) }),
+      );
+    } finally {
+      release();
+      checkout.mockRestore();
+    }
   });
 
   it('re-enqueues what Postgres says is owed (Redis lost the job)', async () => {

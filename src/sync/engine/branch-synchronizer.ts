@@ -92,6 +92,16 @@ export type SyncResult =
   | { kind: 'failed'; followUp: boolean; retry: boolean; error: Error }
   | { kind: 'deferred'; retryAt: Date };
 
+/** What one attempt found and did, before it is recorded. */
+interface AttemptOutcome {
+  run: RunOutcome;
+  sha: string | null;
+  remoteSha: string | null;
+  deleted?: boolean;
+  /** The rest of the work, once the outcome is recorded: it holds the workspace lease and releases it. Never fails. */
+  afterRecorded?: () => Promise<void>;
+}
+
 /** The host asked us to wait (API rate limit): not a failure; the job runs again at `retryAt`. */
 export class SyncDeferred extends Error {
   constructor(
@@ -179,24 +189,41 @@ export class BranchSynchronizer {
       const outcome = await this.attempt(branch, timed, (sha) =>
         this.store.setSyncTarget(branch.branchId, attempt.lockToken, sha),
       );
-      await this.store.finishRun(runId, branch.syncedSha, outcome.run, timings);
-      if (outcome.deleted) {
-        await this.store.markBranchDeleted(branch.branchId, attempt.lockToken);
-        return { kind: 'done', outcome: 'NOOP', followUp: false, sha: null };
+      let followUp = false;
+      try {
+        await this.store.finishRun(runId, branch.syncedSha, outcome.run, timings);
+        if (outcome.deleted) {
+          await this.store.markBranchDeleted(branch.branchId, attempt.lockToken);
+          return { kind: 'done', outcome: 'NOOP', followUp: false, sha: null };
+        }
+        followUp = await this.store.completeBranch(
+          branch.branchId,
+          attempt.lockToken,
+          outcome.sha,
+          outcome.remoteSha,
+          outcome.run.status === 'SUCCEEDED' ? (outcome.run.graph.indexedSha ?? undefined) : undefined,
+        );
+        // Once the branch is SYNCED: older archives are not what it waits for.
+        if (this.archiver && outcome.run.status === 'SUCCEEDED') {
+          await this.archiver.applyRetention(branch.branchId).catch((e: unknown) => {
+            this.log('archive retention failed; retried later', {
+              branchId: branch.branchId,
+              err: String(e),
+            });
+          });
+        }
+      } finally {
+        if (outcome.afterRecorded) {
+          await outcome.afterRecorded();
+          await this.store.recordPhaseTimings(runId, timings).catch((e: unknown) => {
+            this.log('phase timings not recorded', { branchId: branch.branchId, err: String(e) });
+          });
+        }
       }
-      const followUp = await this.store.completeBranch(
-        branch.branchId,
-        attempt.lockToken,
-        outcome.sha,
-        outcome.remoteSha,
-        outcome.run.status === 'SUCCEEDED' ? (outcome.run.graph.indexedSha ?? undefined) : undefined,
-      );
-      // Once the branch is SYNCED: older archives are not what it waits for.
-      if (this.archiver && outcome.run.status === 'SUCCEEDED') {
-        await this.archiver.applyRetention(branch.branchId).catch((e: unknown) => {
-          this.log('archive retention failed; retried later', { branchId: branch.branchId, err: String(e) });
-        });
-      }
+      // A trigger that came once the branch was recorded found its job still running, so it was not
+      // queued (same job id): it is followed up here, as one that came during the run would be.
+      // Should the check fail, the reconciler queues the branch later.
+      followUp ||= await this.store.isOwed(branch.branchId).catch(() => false);
       return { kind: 'done', outcome: outcome.run.status, followUp, sha: outcome.sha };
     } catch (e) {
       if (e instanceof SyncDeferred) {
@@ -239,13 +266,13 @@ export class BranchSynchronizer {
     branch: ClaimedBranch,
     timed: <T>(phase: string, step: () => Promise<T>) => Promise<T>,
     announceTarget: (sha: string | null) => Promise<void>,
-  ): Promise<{ run: RunOutcome; sha: string | null; remoteSha: string | null; deleted?: boolean }> {
+  ): Promise<AttemptOutcome> {
     const repo = branch.repository;
     await this.guardRemote(repo.cloneUrl);
     // Re-read for every git operation: installation and OAuth tokens expire and are renewed meanwhile.
     const credentials = () => this.credentials(repo);
-    // The synced SHA is recorded only once the branch's snapshot is complete, so a remote head equal to it
-    // means nothing to do, whichever worker holds a clone.
+    // The synced SHA is recorded only once the revision's archive is, so a remote head equal to it means
+    // nothing to do, whichever worker holds a clone (a snapshot left behind is updated by the next sync).
     const alreadySynced = (sha: string) => ({
       run: { status: 'NOOP' as const, strategyReason: 'already at the remote head', toSha: sha },
       sha,
@@ -259,9 +286,17 @@ export class BranchSynchronizer {
     const inspected = async (): Promise<void> => {
       await inspection?.catch(() => undefined);
     };
+    // Set once the lease is handed to the step after the branch is recorded, which releases it.
+    let handedOver = false;
     try {
       const snapshotDir = lease.snapshotDir(branch.name);
       const plan = this.plan(repo, lease);
+      // With the entries of the synced revision's archive at hand, the next archive is made from them and
+      // git's changes: this sync does not read the snapshot, which is updated once the branch is recorded.
+      const base =
+        this.archiver && plan.strategy === 'fetch' && branch.syncedSha
+          ? (this.archiveBases?.get(branch.branchId, branch.syncedSha) ?? null)
+          : null;
       let strategy = plan.strategy;
       let reason = plan.reason;
       let fetched: FetchResult | null = null;
@@ -269,10 +304,12 @@ export class BranchSynchronizer {
       const deltaFirst = this.delta !== null && repo.syncStrategy === 'COMPARE';
       if (plan.strategy === 'fetch' && !deltaFirst) {
         // With a cached clone, fetching the branch is what resolves its head (no ls-remote first): a fetch
-        // that brings nothing new is a no-op, and a branch the remote lacks is resolved below. The
-        // snapshot's checks need no new objects, so they run meanwhile.
-        inspection = timed('inspect', () => this.mirror.inspectSnapshot(lease.gitDir, snapshotDir));
-        inspection.catch(() => undefined);
+        // that brings nothing new is a no-op, and a branch the remote lacks is resolved below. When the
+        // snapshot is read by this sync, its checks need no new objects, so they run meanwhile.
+        if (base === null) {
+          inspection = timed('inspect', () => this.mirror.inspectSnapshot(lease.gitDir, snapshotDir));
+          inspection.catch(() => undefined);
+        }
         const cached = await this.fetchIntoCache(lease, repo, branch.name, timed, credentials);
         if (cached === 'unusable') {
           // A broken cached clone must not fail the sync: start over from a fresh clone.
@@ -333,64 +370,18 @@ export class BranchSynchronizer {
         }
       }
       const sha = fetched.sha;
-      const archiver = this.archiver;
-      // With the entries of the synced revision's archive at hand, the new archive is made from them and
-      // git's tree changes while the snapshot is updated; otherwise from the snapshot, once updated. Only
-      // after a fetch, which brought the new blobs: a fresh blobless clone would fetch them one by one.
-      const base =
-        archiver && strategy === 'fetch' && branch.syncedSha && branch.syncedSha !== sha
-          ? (this.archiveBases?.get(branch.branchId, branch.syncedSha) ?? null)
-          : null;
-      const fromBase = base
-        ? timed('archive', () =>
-            this.archiveFromBase(branch, base, branch.syncedSha!, sha, lease, credentials),
-          )
-        : Promise.resolve(null);
-      const commitTime =
-        archiver && !base ? this.mirror.commitTime(lease.gitDir, sha) : Promise.resolve(null);
+      // Only after a fetch, which brought the new blobs: a fresh blobless clone would fetch them one by one.
+      const fromBase = base !== null && strategy === 'fetch' && branch.syncedSha !== sha;
+      const indexing = this.graph?.enabled ? this.graph : null;
 
-      // The checks beside the checkout only read commits, which a blobless clone has.
-      const [fastForward, checkedOut, committed, archivedFromBase] = await settleAll([
+      // The checks beside the archive only read commits, which a blobless clone has; the graph step reads
+      // history (git log), not the snapshot.
+      const [fastForward, graph, made] = await settleAll([
         branch.syncedSha && branch.syncedSha !== sha
           ? timed('history', async () =>
               this.mirror.isAncestor(lease.gitDir, branch.syncedSha!, sha, await credentials()),
             )
           : Promise.resolve(true),
-        timed('checkout', async () =>
-          this.mirror.checkoutSnapshot(lease.gitDir, snapshotDir, sha, {
-            credentials: await credentials(),
-            inspection: inspection ?? undefined,
-            // The archive's tree changes count them.
-            countChanges: base === null,
-          }),
-        ),
-        commitTime,
-        fromBase,
-      ]);
-      if (!fastForward)
-        reason = `${reason}; force-push: ${branch.syncedSha!.slice(0, 12)} is not an ancestor`;
-      const filesChanged =
-        checkedOut.filesChanged ??
-        archivedFromBase?.filesChanged ??
-        (await this.mirror.changedPathCount(lease.gitDir, branch.syncedSha!, sha));
-
-      // The archive reads the snapshot only, so the graph step (git log) and the repack run beside it.
-      // The branch becomes SYNCED only once its archive is recorded: a failure here fails the attempt.
-      const indexing = this.graph?.enabled ? this.graph : null;
-      const [archived, graph] = await settleAll([
-        archivedFromBase
-          ? Promise.resolve(archivedFromBase)
-          : archiver
-            ? timed('archive', async () =>
-                this.archiveFromSnapshot(
-                  archiver,
-                  branch,
-                  sha,
-                  snapshotDir,
-                  committed ?? (await this.mirror.commitTime(lease.gitDir, sha)),
-                ),
-              )
-            : Promise.resolve(null),
         indexing
           ? timed('graph', async () =>
               indexing.index({
@@ -406,15 +397,20 @@ export class BranchSynchronizer {
               }),
             )
           : Promise.resolve<GraphStep>({ status: 'disabled', commits: 0, indexedSha: null }),
-        timed('gc', () => this.mirror.collectGarbage(lease.gitDir)),
+        this.archiveRevision(branch, lease, sha, fromBase ? base : null, inspection, timed, credentials),
       ]);
-      if (archived) {
+      // The inspection, if any, was settled by the checkout.
+      inspection = null;
+      if (!fastForward)
+        reason = `${reason}; force-push: ${branch.syncedSha!.slice(0, 12)} is not an ancestor`;
+      if (made.archived) {
         const source =
-          archived.changedPaths === null
+          made.archived.changedPaths === null
             ? ''
-            : `, from the previous archive and ${archived.changedPaths} changed paths`;
-        reason = `${reason}; archive ${archived.reused ? 'reused' : 'stored'} (${archived.archive.sizeBytes} bytes${source})`;
+            : `, from the previous archive and ${made.archived.changedPaths} changed paths`;
+        reason = `${reason}; archive ${made.archived.reused ? 'reused' : 'stored'} (${made.archived.archive.sizeBytes} bytes${source})`;
       }
+      handedOver = true;
       return {
         run: {
           status: 'SUCCEEDED',
@@ -422,14 +418,96 @@ export class BranchSynchronizer {
           strategyReason: reason,
           toSha: sha,
           bytesFetched: fetched.bytesFetched,
-          filesChanged,
+          filesChanged: made.filesChanged,
           graph,
         },
         sha,
         remoteSha: sha,
+        afterRecorded: () => this.afterRecorded(branch, lease, sha, made.snapshotUpdated, timed, credentials),
       };
     } finally {
       await inspected();
+      if (!handedOver) await lease.release();
+    }
+  }
+
+  /**
+   * The archive of `sha`, made from `base` (the synced revision's entries) and git's changes when given
+   * and they fit, otherwise from the snapshot once it is updated to `sha`; and the number of paths that
+   * changed. `snapshotUpdated` is false when the snapshot was not needed and still holds the old revision.
+   */
+  private async archiveRevision(
+    branch: ClaimedBranch,
+    lease: WorkspaceLease,
+    sha: string,
+    base: readonly SnapshotTarEntry[] | null,
+    inspection: Promise<SnapshotInspection> | null,
+    timed: <T>(phase: string, step: () => Promise<T>) => Promise<T>,
+    credentials: () => Promise<GitCredentials | undefined>,
+  ): Promise<{
+    archived: (ArchivedRevision & { changedPaths: number | null }) | null;
+    filesChanged: number;
+    snapshotUpdated: boolean;
+  }> {
+    const fromBase = base
+      ? await timed('archive', () =>
+          this.archiveFromBase(branch, base, branch.syncedSha!, sha, lease, credentials),
+        )
+      : null;
+    if (fromBase) return { archived: fromBase, filesChanged: fromBase.filesChanged, snapshotUpdated: false };
+
+    const archiver = this.archiver;
+    const snapshotDir = lease.snapshotDir(branch.name);
+    const [checkedOut, commitTime] = await settleAll([
+      timed('checkout', async () =>
+        this.mirror.checkoutSnapshot(lease.gitDir, snapshotDir, sha, {
+          credentials: await credentials(),
+          inspection: inspection ?? undefined,
+        }),
+      ),
+      archiver ? this.mirror.commitTime(lease.gitDir, sha) : Promise.resolve(null),
+    ]);
+    const filesChanged =
+      checkedOut.filesChanged ?? (await this.mirror.changedPathCount(lease.gitDir, branch.syncedSha!, sha));
+    // The branch becomes SYNCED only once its archive is recorded: a failure here fails the attempt.
+    const archived =
+      archiver && commitTime
+        ? await timed('archive', () =>
+            this.archiveFromSnapshot(archiver, branch, sha, snapshotDir, commitTime),
+          )
+        : null;
+    return { archived, filesChanged, snapshotUpdated: true };
+  }
+
+  /**
+   * After the branch is recorded: brings the snapshot to `sha` when this sync did not need it, repacks
+   * when due, and releases the lease. Never fails: a snapshot left behind is updated by the next sync
+   * (its ref says which commit it holds), and the clone is repacked then.
+   */
+  private async afterRecorded(
+    branch: ClaimedBranch,
+    lease: WorkspaceLease,
+    sha: string,
+    snapshotUpdated: boolean,
+    timed: <T>(phase: string, step: () => Promise<T>) => Promise<T>,
+    credentials: () => Promise<GitCredentials | undefined>,
+  ): Promise<void> {
+    try {
+      if (!snapshotUpdated) {
+        await timed('checkout', async () =>
+          this.mirror.checkoutSnapshot(lease.gitDir, lease.snapshotDir(branch.name), sha, {
+            credentials: await credentials(),
+            countChanges: false,
+          }),
+        );
+      }
+      await timed('gc', () => this.mirror.collectGarbage(lease.gitDir));
+    } catch (e) {
+      this.log('snapshot update after the sync failed; the next sync makes it again', {
+        branchId: branch.branchId,
+        err: e instanceof Error ? e.message : String(e),
+      });
+    } finally {
       await lease.release();
     }
   }

@@ -63,6 +63,8 @@ export interface SyncStateStore {
   claimBranch(branchId: string, lockedBy: string, jobId: string): Promise<ClaimedBranch | null>;
   startRun(branch: ClaimedBranch, attempt: number, jobId: string): Promise<string>;
   finishRun(runId: string, fromSha: string | null, outcome: RunOutcome, timings: PhaseTimings): Promise<void>;
+  /** Replaces a finished run's phase timings: with the steps that run after the branch is recorded. */
+  recordPhaseTimings(runId: string, timings: PhaseTimings): Promise<void>;
   /** Records the head the running sync resolved (deliveries reporting it need no follow-up). */
   setSyncTarget(branchId: string, lockedBy: string, sha: string | null): Promise<void>;
   /**
@@ -95,6 +97,8 @@ export interface SyncStateStore {
     message: string,
     trigger: SyncTrigger,
   ): Promise<void>;
+  /** Whether the branch is owed a sync (OUTDATED or PENDING, not deleted). */
+  isOwed(branchId: string): Promise<boolean>;
   /** The branch no longer exists on the host. */
   markBranchDeleted(branchId: string, lockedBy: string): Promise<void>;
 }

@@ -331,13 +331,13 @@ export class GitMirror {
     snapshotDir: string,
     credentials?: GitCredentials,
   ): SnapshotWorktree {
-    const key = createHash('sha256').update(resolve(snapshotDir)).digest('hex').slice(0, 16);
+    const key = snapshotKeyOf(snapshotDir);
     const indexFile = join(gitDir, 'reposync', 'index', key);
     return {
       gitDir,
       snapshotDir,
       indexFile,
-      ref: `refs/reposync/snapshots/${key}`,
+      ref: snapshotRef(snapshotDir),
       args: [
         '--git-dir',
         gitDir,
@@ -715,6 +715,15 @@ function assertRevision(rev: string): void {
   if (rev.length === 0 || rev.startsWith('-') || /[\s\0]/.test(rev)) {
     throw new GitInvalidArgumentError(`invalid revision ${JSON.stringify(rev)}`);
   }
+}
+
+function snapshotKeyOf(snapshotDir: string): string {
+  return createHash('sha256').update(resolve(snapshotDir)).digest('hex').slice(0, 16);
+}
+
+/** The ref (in the clone) naming the commit a snapshot dir holds, moved once a checkout is complete. */
+export function snapshotRef(snapshotDir: string): string {
+  return `refs/reposync/snapshots/${snapshotKeyOf(snapshotDir)}`;
 }
 
 async function writeExactCheckoutAttributes(gitDir: string): Promise<void> {
