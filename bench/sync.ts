@@ -6,6 +6,7 @@
  * Build and run from the project root (Postgres on 127.0.0.1:5432 with trust auth, Redis on 127.0.0.1:6379):
  *   node node_modules/typescript/bin/tsc -p bench/tsconfig.json
  *   node bench/dist/bench/sync.js [--files 20000] [--commits 2000] [--bytes-per-file 256] [--rounds 5]
+ *                                 [--warmup 3] [--gzip-level 6]
  *                                 [--pg postgresql://postgres@127.0.0.1:5432] [--redis redis://127.0.0.1:6379]
  *
  * It creates (and drops at the end) a database `reposync_bench_<pid>`, a Redis key prefix `bench-<pid>`
@@ -47,6 +48,8 @@ interface Options {
   rounds: number;
   /** Unmeasured incremental rounds first: a worker is a long-running process, its code compiled by then. */
   warmup: number;
+  /** ARCHIVE_GZIP_LEVEL of the service. */
+  gzipLevel: number;
   pgUrl: string;
   redisUrl: string;
 }
@@ -59,6 +62,8 @@ interface RunRecord {
   filesChanged: number | null;
   phaseTimings: Record<string, number>;
   durationMs: number;
+  /** Size of the revision's archive. */
+  archiveBytes: number | null;
 }
 
 /** One measured sync (engine) or fetch (plain git). */
@@ -82,6 +87,7 @@ function parseOptions(): Options {
       'bytes-per-file': { type: 'string', default: '256' },
       rounds: { type: 'string', default: '5' },
       warmup: { type: 'string', default: '3' },
+      'gzip-level': { type: 'string', default: '6' },
       pg: { type: 'string', default: 'postgresql://postgres@127.0.0.1:5432' },
       redis: { type: 'string', default: 'redis://127.0.0.1:6379' },
     },
@@ -93,6 +99,7 @@ function parseOptions(): Options {
     bytesPerFile: positive('bytes-per-file', values['bytes-per-file']),
     rounds: positive('rounds', values.rounds),
     warmup: nonNegativeOption('warmup', values.warmup),
+    gzipLevel: positive('gzip-level', values['gzip-level']),
     pgUrl: values.pg.replace(/\/+$/, ''),
     redisUrl: values.redis,
   };
@@ -202,10 +209,13 @@ class Service {
       filesChanged: number | null;
       phaseTimings: Record<string, number>;
       durationMs: number;
+      archiveBytes: number | null;
     }>(
       `SELECT "status","strategy","toSha","bytesFetched"::text AS "bytesFetched","filesChanged","phaseTimings",
-         (EXTRACT(EPOCH FROM "finishedAt" - "startedAt") * 1000)::float8 AS "durationMs"
-       FROM "SyncRun" WHERE "branchId" = $1 ORDER BY "startedAt" DESC LIMIT 1`,
+         (EXTRACT(EPOCH FROM "finishedAt" - "startedAt") * 1000)::float8 AS "durationMs",
+         (SELECT a."sizeBytes"::float8 FROM "Archive" a
+           WHERE a."repositoryId" = r."repositoryId" AND a."sha" = r."toSha" LIMIT 1) AS "archiveBytes"
+       FROM "SyncRun" r WHERE "branchId" = $1 ORDER BY "startedAt" DESC LIMIT 1`,
       [branchId],
     );
     if (!rows[0]) throw new Error(`no run recorded for branch ${branchId}`);
@@ -281,6 +291,7 @@ async function main(): Promise<void> {
       // Archives of every synced revision are part of a sync: kept in the scratch directory.
       ARCHIVE_STORE: 'filesystem',
       ARCHIVE_DIR: join(scratch, 'archives'),
+      ARCHIVE_GZIP_LEVEL: String(options.gzipLevel),
       // Only the syncs the benchmark asks for: no periodic reconcile or host polling in between.
       RECONCILE_INTERVAL_MS: String(3600_000),
       POLL_TICK_MS: String(3600_000),
@@ -445,6 +456,9 @@ async function main(): Promise<void> {
     const phases = [...new Set(incremental.flatMap((m) => Object.keys(m.run!.phaseTimings)))].sort();
     const phaseMedians = phases.map(
       (phase) => [phase, median(incremental.map((m) => m.run!.phaseTimings[phase] ?? 0))] as const,
+    );
+    console.log(
+      `archive of the tip at gzip level ${options.gzipLevel}: ${formatBytes(median(incremental.map((m) => m.run!.archiveBytes ?? 0)))}`,
     );
     console.log(
       `(b) phases, median ms: ${phaseMedians.map(([phase, ms]) => `${phase} ${ms}`).join(', ')}; ` +

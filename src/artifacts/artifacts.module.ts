@@ -26,6 +26,7 @@ import { RevisionArchiver } from './revision-archiver.js';
           config.archives.prefix,
           config.archives.retention,
           (msg, fields) => logger.warn(fields ?? {}, msg),
+          config.archives.gzipLevel,
         );
       },
     },

@@ -469,10 +469,28 @@ describe('createReproducibleTarball', () => {
     expect(seen).toBeGreaterThan(0);
   });
 
-  it('rejects an invalid date or commit id up front', () => {
+  it('rejects an invalid date, commit id or level up front', () => {
     expect(() => createReproducibleTarball(scratch, { mtime: new Date(Number.NaN) })).toThrow(TypeError);
     expect(() => createReproducibleTarball(scratch, { mtime: COMMIT_TIME, commitId: 'HEAD' })).toThrow(
       TypeError,
     );
+    for (const level of [0, 10, 1.5]) {
+      expect(() => createReproducibleTarball(scratch, { mtime: COMMIT_TIME, level })).toThrow(TypeError);
+    }
+  });
+
+  it('compresses at the level asked for: other bytes, the same tar, the same bytes again', async () => {
+    const dir = await makeTree(0);
+    await writeFile(join(dir, 'text.txt'), 'some text that compresses\n'.repeat(5000));
+    const at = async (level?: number) =>
+      collect(createReproducibleTarball(dir, { mtime: COMMIT_TIME, commitId: COMMIT_ID, level }).stream);
+    const [fast, again, standard, best] = [await at(1), await at(1), await at(), await at(9)];
+    expect(again).toEqual(fast);
+    expect(standard).toEqual(await at(6));
+    expect(fast).not.toEqual(standard);
+    expect(gunzipSync(fast)).toEqual(gunzipSync(standard));
+    expect(gunzipSync(best)).toEqual(gunzipSync(standard));
+    // gzip's header says which: 4 for the fastest, 2 for the best, 0 otherwise.
+    expect([fast[8], standard[8], best[8]]).toEqual([4, 0, 2]);
   });
 });

@@ -16,10 +16,10 @@
  *   a file, directory or symlink (socket, fifo, device) cannot be in a commit and fails the archive.
  * - Optionally a pax global header `comment=<commit id>`, exactly like `git archive`, so
  *   `git get-tar-commit-id` reads the commit back.
- * - gzip at the fixed level 6 with a header that carries no file name and mtime 0, and OS byte pinned to 3
- *   (Unix) because zlib writes a platform-dependent one. The tar bytes are reproducible everywhere; the
- *   compressed bytes are reproducible for a given zlib (a Node upgrade that changes zlib's deflate output
- *   would change them, as it would for `git archive`).
+ * - gzip at a fixed level (6 unless the caller sets another) with a header that carries no file name and
+ *   mtime 0, and OS byte pinned to 3 (Unix) because zlib writes a platform-dependent one. The tar bytes are
+ *   reproducible everywhere; the compressed bytes are reproducible for a given zlib and level (a Node
+ *   upgrade that changes zlib's deflate output would change them, as it would for `git archive`).
  *
  * How it is fast: a snapshot is mostly small files, and an async open/fstat/read/close per file (four trips
  * through the libuv threadpool) costs far more than the work itself. So directories are listed and small
@@ -59,7 +59,7 @@ import { DigestingStream, type ArtifactDigest } from './artifact-digest.js';
 
 /** MIME type of the archives. */
 export const TARBALL_CONTENT_TYPE = 'application/gzip';
-/** Compression level of every archive: changing it changes every archive's bytes. */
+/** Default compression level of archives: the same tree gives the same bytes at the same level. */
 export const TARBALL_GZIP_LEVEL = 6;
 
 const BLOCK = 512;
@@ -93,6 +93,8 @@ export interface ReproducibleTarballOptions {
   commitId?: string;
   /** Aborting destroys the stream with an AbortError. */
   signal?: AbortSignal;
+  /** zlib level, 1 (fastest) to 9 (smallest); TARBALL_GZIP_LEVEL when omitted. */
+  level?: number;
 }
 
 export interface ReproducibleTarball {
@@ -163,7 +165,7 @@ export function createReproducibleTarball(
   opts: ReproducibleTarballOptions,
   capture?: SnapshotCapture,
 ): ReproducibleTarball {
-  return compressTar(tarBlocks(dir, entryTime(opts), opts.commitId, capture), opts.signal);
+  return compressTar(tarBlocks(dir, entryTime(opts), opts.commitId, capture), opts);
 }
 
 /**
@@ -182,6 +184,9 @@ export function tarEntryBytes(size: number): number {
 /** Checks the options; the entries' time (whole seconds). */
 function entryTime(opts: ReproducibleTarballOptions): Date {
   if (Number.isNaN(opts.mtime.getTime())) throw new TypeError('mtime must be a valid date');
+  if (opts.level !== undefined && !(Number.isInteger(opts.level) && opts.level >= 1 && opts.level <= 9)) {
+    throw new TypeError('level must be an integer from 1 to 9');
+  }
   if (opts.commitId !== undefined && !COMMIT_ID.test(opts.commitId)) {
     throw new TypeError('commitId must be a lowercase 40 or 64 hex SHA');
   }
@@ -210,7 +215,7 @@ export function createTarballOfEntries(
   entries: AsyncIterable<readonly SnapshotTarEntry[]>,
   opts: ReproducibleTarballOptions,
 ): ReproducibleTarball {
-  return compressTar(tarBlocksOfEntries(entries, entryTime(opts), opts.commitId), opts.signal);
+  return compressTar(tarBlocksOfEntries(entries, entryTime(opts), opts.commitId), opts);
 }
 
 /** The tar stream of entries given in tree order. */
@@ -234,10 +239,13 @@ async function* tarBlocksOfEntries(
 }
 
 /** gzip with the archive's fixed settings, the OS byte pinned, size and SHA-256 taken on the way. */
-function compressTar(blocks: AsyncIterable<Buffer>, signal: AbortSignal | undefined): ReproducibleTarball {
+function compressTar(
+  blocks: AsyncIterable<Buffer>,
+  { signal, level = TARBALL_GZIP_LEVEL }: ReproducibleTarballOptions,
+): ReproducibleTarball {
   // zlib streams take the stream options too, which ZlibOptions does not declare.
   const options: ZlibOptions & { writableHighWaterMark: number } = {
-    level: TARBALL_GZIP_LEVEL,
+    level,
     memLevel: 8,
     strategy: zlibConstants.Z_DEFAULT_STRATEGY,
     chunkSize: GZIP_CHUNK_BYTES,

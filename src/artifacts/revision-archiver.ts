@@ -2,6 +2,7 @@ import { type ArtifactStore, archiveKey } from './artifact-store.js';
 import type { ArchiveRecord } from './archives.repository.js';
 import {
   TARBALL_CONTENT_TYPE,
+  TARBALL_GZIP_LEVEL,
   createReproducibleTarball,
   createTarballOfEntries,
   type SnapshotCapture,
@@ -48,6 +49,7 @@ export class RevisionArchiver {
     private readonly prefix: string,
     private readonly retention: number,
     private readonly log: (msg: string, fields?: object) => void = () => undefined,
+    private readonly gzipLevel = TARBALL_GZIP_LEVEL,
   ) {}
 
   /** Stores the revision's archive unless that SHA's archive (row and object) already exists. */
@@ -57,7 +59,7 @@ export class RevisionArchiver {
       return { archive: existing, reused: true };
     }
     const key = archiveKey(this.prefix, r.tenantId, r.repositoryId, r.sha);
-    const options = { mtime: r.commitTime, commitId: r.sha, signal: r.signal };
+    const options = { mtime: r.commitTime, commitId: r.sha, signal: r.signal, level: this.gzipLevel };
     const tarball = r.entries
       ? createTarballOfEntries(r.entries(), options)
       : createReproducibleTarball(r.snapshotDir, options, r.capture);

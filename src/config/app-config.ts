@@ -56,6 +56,8 @@ export interface AppConfig {
     directory: string;
     prefix: string;
     retention: number;
+    /** zlib level of new archives (the same tree at the same level gives the same bytes). */
+    gzipLevel: number;
     urlTtlSeconds: number;
     s3: {
       endpoint?: string;
@@ -201,6 +203,7 @@ export function loadConfig(source: Record<string, string | undefined>): AppConfi
       directory: e.ARCHIVE_DIR,
       prefix: e.ARCHIVE_PREFIX,
       retention: e.ARCHIVE_RETENTION,
+      gzipLevel: e.ARCHIVE_GZIP_LEVEL,
       urlTtlSeconds: e.ARCHIVE_URL_TTL_SECONDS,
       s3:
         store === 's3'

@@ -84,6 +84,7 @@ export const envSchema = z.object({
     .regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, 'letters, digits, . _ - and / between parts')
     .default('archives'),
   ARCHIVE_RETENTION: int(1, 10_000).default(10),
+  ARCHIVE_GZIP_LEVEL: int(1, 9).default(6),
   ARCHIVE_URL_TTL_SECONDS: int(1, 7 * 24 * 3600).default(900),
   S3_ENDPOINT: z.string().url().optional(),
   S3_REGION: z.string().min(1).default('us-east-1'),
