@@ -3,10 +3,40 @@ import { PrismaService } from '../database/prisma.service.js';
 import { RepositorySummaryRepository } from '../repositories/repository-summary.repository.js';
 import { Prisma } from '../generated/prisma/client.js';
 import type { SyncTrigger } from '../repositories/repositories.types.js';
-import type { ClaimedBranch, PhaseTimings, RunOutcome, SyncStateStore } from './engine/sync-types.js';
+import type {
+  ClaimedBranch,
+  PhaseTimings,
+  RunOutcome,
+  SyncRepository,
+  SyncStateStore,
+} from './engine/sync-types.js';
 
 /** Longest error message kept on a row. */
 const MAX_ERROR = 2000;
+
+/** The claim statement's row: the branch and repository columns are null when the branch was not taken. */
+interface ClaimRow {
+  heldBy: string | null;
+  found: number;
+  abandoned: number;
+  runId: string | null;
+  tenantId: string | null;
+  repositoryId: string | null;
+  name: string | null;
+  syncedSha: string | null;
+  indexedSha: string | null;
+  trigger: string | null;
+  provider: string | null;
+  host: string | null;
+  owner: string | null;
+  repositoryName: string | null;
+  cloneUrl: string | null;
+  syncStrategy: string | null;
+  trackDefaultBranch: boolean | null;
+  defaultBranch: string | null;
+  accessTokenEncrypted: string | null;
+  connectionId: string | null;
+}
 
 /** Postgres state of syncs: every transition is one conditional statement, safe to re-run. */
 @Injectable()
@@ -16,87 +46,87 @@ export class SyncStateRepository implements SyncStateStore {
     private readonly summaries: RepositorySummaryRepository,
   ) {}
 
-  async claimBranch(branchId: string, lockedBy: string, jobId: string): Promise<ClaimedBranch | null> {
-    return this.prisma.$transaction(async (tx) => {
-      // Row lock: a trigger arriving now waits and then sees SYNCING (and marks the branch dirty).
-      const rows = await tx.$queryRaw<
-        {
-          status: string;
-          lockedBy: string | null;
-          pendingTrigger: SyncTrigger | null;
-          remoteHeadSha: string | null;
-        }[]
-      >`
-        SELECT "status", "lockedBy", "pendingTrigger", "remoteHeadSha" FROM "Branch"
-        WHERE "id" = ${branchId}::uuid AND "deletedAt" IS NULL FOR UPDATE`;
-      const current = rows[0];
-      if (!current) return null;
-      // Compare-and-set: SYNCING held by another job is not ours to take; an earlier pickup of this job
-      // (its worker died or lost the queue lock) is, and its token stops working from now on.
-      const heldByThisJob = current.lockedBy?.startsWith(`${jobId}:`) ?? true;
-      if (current.status === 'SYNCING' && current.lockedBy !== lockedBy && !heldByThisJob) {
-        throw new Error(`branch ${branchId} is being synced by ${current.lockedBy}`);
-      }
-      const abandoned = await tx.syncRun.updateMany({
-        where: { branchId, status: 'RUNNING' },
-        data: { status: 'ABANDONED', finishedAt: new Date(), error: 'the worker stopped during this run' },
-      });
-      const branch = await tx.branch.update({
-        where: { id: branchId },
-        data: {
-          status: 'SYNCING',
-          lockedBy,
-          dirty: false,
-          pendingTrigger: null,
-          // The head the host last reported is what this sync will reach (at least): deliveries naming it
-          // while the sync starts owe no follow-up. ls-remote then records the exact target.
-          syncTargetSha: current.remoteHeadSha,
-        },
-        include: { repository: true },
-      });
-      await tx.repository.update({ where: { id: branch.repositoryId }, data: { status: 'SYNCING' } });
-      const r = branch.repository;
-      return {
-        branchId,
-        tenantId: branch.tenantId,
-        repositoryId: branch.repositoryId,
-        name: branch.name,
-        syncedSha: branch.syncedSha,
-        indexedSha: branch.indexedSha,
-        trigger: current.pendingTrigger ?? 'RECONCILE',
-        tookOver: abandoned.count > 0,
-        repository: {
-          id: r.id,
-          tenantId: r.tenantId,
-          provider: r.provider,
-          host: r.host,
-          owner: r.owner,
-          name: r.name,
-          cloneUrl: r.cloneUrl,
-          syncStrategy: r.syncStrategy,
-          trackDefaultBranch: r.trackDefaultBranch,
-          defaultBranch: r.defaultBranch,
-          accessTokenEncrypted: r.accessTokenEncrypted,
-          connectionId: r.connectionId,
-        },
-      };
-    });
-  }
-
-  async startRun(branch: ClaimedBranch, attempt: number, jobId: string): Promise<string> {
-    const run = await this.prisma.syncRun.create({
-      data: {
-        tenantId: branch.tenantId,
-        repositoryId: branch.repositoryId,
-        branchId: branch.branchId,
-        trigger: branch.trigger,
-        fromSha: branch.syncedSha,
-        attempt,
-        jobId,
+  async claimBranch(
+    branchId: string,
+    lockedBy: string,
+    jobId: string,
+    attempt: number,
+  ): Promise<(ClaimedBranch & { runId: string }) | null> {
+    // One statement, so one round trip and one commit: the branch row is locked first (cur); a trigger
+    // arriving meanwhile waits and then sees SYNCING (and marks the branch dirty). Compare-and-set: SYNCING
+    // held by another job is not ours to take; an earlier pickup of this job (its worker died or lost the
+    // queue lock) is, and its token stops working from now on, its run marked ABANDONED.
+    const rows = await this.prisma.$queryRaw<ClaimRow[]>`
+      WITH cur AS (
+        SELECT "id", "status", "lockedBy", "pendingTrigger", "remoteHeadSha" FROM "Branch"
+        WHERE "id" = ${branchId}::uuid AND "deletedAt" IS NULL FOR UPDATE
+      ), ok AS (
+        SELECT * FROM cur
+        WHERE NOT ("status" = 'SYNCING' AND "lockedBy" IS DISTINCT FROM ${lockedBy}
+          AND "lockedBy" IS NOT NULL AND NOT starts_with("lockedBy", ${`${jobId}:`}))
+      ), abandoned AS (
+        UPDATE "SyncRun" SET "status" = 'ABANDONED', "finishedAt" = now(),
+          "error" = 'the worker stopped during this run'
+        WHERE "branchId" = (SELECT "id" FROM ok) AND "status" = 'RUNNING'
+        RETURNING 1
+      ), claimed AS (
+        UPDATE "Branch" b SET "status" = 'SYNCING', "lockedBy" = ${lockedBy}, "dirty" = false,
+          "pendingTrigger" = NULL, "updatedAt" = now(),
+          -- The head the host last reported is what this sync will reach (at least): deliveries naming it
+          -- while the sync starts owe no follow-up. The fetch or ls-remote then records the exact target.
+          "syncTargetSha" = ok."remoteHeadSha"
+        FROM ok WHERE b."id" = ok."id"
+        RETURNING b."id", b."tenantId", b."repositoryId", b."name", b."syncedSha", b."indexedSha",
+          COALESCE(ok."pendingTrigger", 'RECONCILE'::"SyncTrigger") AS "trigger"
+      ), repo AS (
+        UPDATE "Repository" r SET "status" = 'SYNCING', "updatedAt" = now()
+        FROM claimed WHERE r."id" = claimed."repositoryId"
+        RETURNING r."id", r."tenantId", r."provider", r."host", r."owner", r."name", r."cloneUrl",
+          r."syncStrategy", r."trackDefaultBranch", r."defaultBranch", r."accessTokenEncrypted", r."connectionId"
+      ), run AS (
+        INSERT INTO "SyncRun" ("id", "tenantId", "repositoryId", "branchId", "trigger", "fromSha", "attempt", "jobId")
+        SELECT gen_random_uuid(), c."tenantId", c."repositoryId", c."id", c."trigger", c."syncedSha", ${attempt}, ${jobId}
+        FROM claimed c
+        RETURNING "id"
+      )
+      SELECT (SELECT "lockedBy" FROM cur) AS "heldBy", (SELECT count(*) FROM cur)::int AS "found",
+        (SELECT count(*) FROM abandoned)::int AS "abandoned", (SELECT "id" FROM run)::text AS "runId",
+        c."tenantId"::text AS "tenantId", c."repositoryId"::text AS "repositoryId", c."name",
+        c."syncedSha", c."indexedSha", c."trigger"::text AS "trigger",
+        r."provider"::text AS "provider", r."host", r."owner", r."name" AS "repositoryName", r."cloneUrl",
+        r."syncStrategy"::text AS "syncStrategy", r."trackDefaultBranch", r."defaultBranch",
+        r."accessTokenEncrypted", r."connectionId"::text AS "connectionId"
+      FROM (SELECT 1) one LEFT JOIN claimed c ON true LEFT JOIN repo r ON true`;
+    const row = rows[0];
+    if (!row || row.found === 0) return null;
+    if (row.runId === null || row.tenantId === null || row.cloneUrl === null) {
+      throw new Error(`branch ${branchId} is being synced by ${row.heldBy}`);
+    }
+    return {
+      runId: row.runId,
+      branchId,
+      tenantId: row.tenantId,
+      repositoryId: row.repositoryId!,
+      name: row.name!,
+      syncedSha: row.syncedSha,
+      indexedSha: row.indexedSha,
+      trigger: row.trigger as SyncTrigger,
+      tookOver: row.abandoned > 0,
+      repository: {
+        id: row.repositoryId!,
+        tenantId: row.tenantId,
+        provider: row.provider as SyncRepository['provider'],
+        host: row.host!,
+        owner: row.owner!,
+        name: row.repositoryName!,
+        cloneUrl: row.cloneUrl,
+        syncStrategy: row.syncStrategy as SyncRepository['syncStrategy'],
+        trackDefaultBranch: row.trackDefaultBranch!,
+        defaultBranch: row.defaultBranch,
+        accessTokenEncrypted: row.accessTokenEncrypted,
+        connectionId: row.connectionId,
       },
-      select: { id: true },
-    });
-    return run.id;
+    };
   }
 
   async finishRun(

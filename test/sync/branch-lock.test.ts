@@ -45,18 +45,21 @@ describe('branch lock (compare-and-set in Postgres)', () => {
     const job = `sync-branch-${id}`;
     const stale = `${job}:token-a`;
     const fresh = `${job}:token-b`;
-    expect(await state.claimBranch(id, stale, job)).not.toBeNull();
-    const runA = await prisma.syncRun.create({
-      data: {
-        tenantId: randomUUID(),
-        repositoryId: (await prisma.branch.findUniqueOrThrow({ where: { id } })).repositoryId,
-        branchId: id,
-        trigger: 'MANUAL',
-      },
-    });
-    const taken = await state.claimBranch(id, fresh, job);
+    const first = await state.claimBranch(id, stale, job, 1);
+    expect(first).toMatchObject({ branchId: id, name: 'main', trigger: 'RECONCILE', tookOver: false });
+    expect(first!.repository).toMatchObject({ host: 'git.example.com', owner: 'o', syncStrategy: 'AUTO' });
+    const runA = await prisma.syncRun.findUniqueOrThrow({ where: { id: first!.runId } });
+    expect(runA).toMatchObject({ status: 'RUNNING', attempt: 1, jobId: job, branchId: id, fromSha: null });
+    const repository = await prisma.repository.findUniqueOrThrow({ where: { id: first!.repositoryId } });
+    expect(repository.status).toBe('SYNCING');
+
+    const taken = await state.claimBranch(id, fresh, job, 2);
     expect(taken?.tookOver).toBe(true);
     expect((await prisma.syncRun.findUniqueOrThrow({ where: { id: runA.id } })).status).toBe('ABANDONED');
+    expect(await prisma.syncRun.findUniqueOrThrow({ where: { id: taken!.runId } })).toMatchObject({
+      status: 'RUNNING',
+      attempt: 2,
+    });
 
     // The stale worker wakes up and tries to finish: nothing it writes applies.
     await state.setSyncTarget(id, stale, 'b'.repeat(40));
@@ -71,11 +74,42 @@ describe('branch lock (compare-and-set in Postgres)', () => {
     expect(row).toMatchObject({ status: 'SYNCED', lockedBy: null, syncedSha: 'c'.repeat(40) });
   });
 
-  it('refuses a branch held by another job', async () => {
+  it('refuses a branch held by another job, changing nothing', async () => {
     const id = await newBranch();
-    await state.claimBranch(id, 'other-job:t', 'other-job');
-    await expect(state.claimBranch(id, `sync-branch-${id}:t`, `sync-branch-${id}`)).rejects.toThrow(
-      /being synced/,
+    await state.claimBranch(id, 'other-job:t', 'other-job', 1);
+    await expect(state.claimBranch(id, `sync-branch-${id}:t`, `sync-branch-${id}`, 1)).rejects.toThrow(
+      /being synced by other-job:t/,
     );
+    expect(await prisma.branch.findUniqueOrThrow({ where: { id } })).toMatchObject({
+      status: 'SYNCING',
+      lockedBy: 'other-job:t',
+    });
+    expect(await prisma.syncRun.findMany({ where: { branchId: id } })).toEqual([
+      expect.objectContaining({ status: 'RUNNING', jobId: 'other-job' }),
+    ]);
+  });
+
+  it('takes the trigger that is owed and finds no branch that is gone', async () => {
+    const id = await newBranch();
+    await prisma.branch.update({
+      where: { id },
+      data: { pendingTrigger: 'WEBHOOK', remoteHeadSha: 'd'.repeat(40) },
+    });
+    const claimed = await state.claimBranch(id, `sync-branch-${id}:t`, `sync-branch-${id}`, 1);
+    expect(claimed?.trigger).toBe('WEBHOOK');
+    expect(await prisma.branch.findUniqueOrThrow({ where: { id } })).toMatchObject({
+      pendingTrigger: null,
+      syncTargetSha: 'd'.repeat(40),
+      dirty: false,
+    });
+    expect((await prisma.syncRun.findUniqueOrThrow({ where: { id: claimed!.runId } })).trigger).toBe(
+      'WEBHOOK',
+    );
+
+    const gone = await newBranch();
+    await prisma.branch.update({ where: { id: gone }, data: { deletedAt: new Date() } });
+    expect(await state.claimBranch(gone, `sync-branch-${gone}:t`, `sync-branch-${gone}`, 1)).toBeNull();
+    expect(await state.claimBranch(randomUUID(), 'x:t', 'x', 1)).toBeNull();
+    expect(await prisma.syncRun.count({ where: { branchId: gone } })).toBe(0);
   });
 });

@@ -168,6 +168,9 @@ describe('GitMirror', () => {
     expect(await mirror.treeChanges(gitDir, first, second, { ...limits, maxChanges: 5 })).toBeNull();
     expect(await mirror.treeChanges(gitDir, first, second, { ...limits, maxBytes: 11 })).toBeNull();
     expect((await mirror.treeChanges(gitDir, second, second, limits))?.changes).toEqual([]);
+    // The new commit's parents come with it: the first commit has none.
+    expect(result?.parents).toEqual([first]);
+    expect((await mirror.treeChanges(gitDir, second, first, limits))?.parents).toEqual([]);
   });
 
   it('repacks once a clone holds more packs than git gc --auto allows, and not before', async () => {

@@ -170,11 +170,16 @@ export class BranchSynchronizer {
 
   /** Runs one attempt for a branch and records its outcome. */
   async sync(attempt: SyncAttempt): Promise<SyncResult> {
-    const branch = await this.store.claimBranch(attempt.branchId, attempt.lockToken, attempt.jobId);
+    const branch = await this.store.claimBranch(
+      attempt.branchId,
+      attempt.lockToken,
+      attempt.jobId,
+      attempt.attempt,
+    );
     if (!branch) return { kind: 'gone' };
     if (branch.tookOver)
       this.log('took over a branch whose previous worker stopped', { branchId: branch.branchId });
-    const runId = await this.store.startRun(branch, attempt.attempt, attempt.jobId);
+    const runId = branch.runId;
     const timings: PhaseTimings = {};
     const timed = async <T>(phase: string, step: () => Promise<T>): Promise<T> => {
       const started = performance.now();
@@ -376,12 +381,16 @@ export class BranchSynchronizer {
 
       // The checks beside the archive only read commits, which a blobless clone has; the graph step reads
       // history (git log), not the snapshot.
-      const [fastForward, graph, made] = await settleAll([
+      const checkHistory = (): Promise<boolean> =>
         branch.syncedSha && branch.syncedSha !== sha
           ? timed('history', async () =>
               this.mirror.isAncestor(lease.gitDir, branch.syncedSha!, sha, await credentials()),
             )
-          : Promise.resolve(true),
+          : Promise.resolve(true);
+      const [ancestry, graph, made] = await settleAll([
+        // Made from the previous archive, the new commit is read anyway: a parent that is the synced
+        // commit makes it a fast-forward without one more git process beside the archive.
+        fromBase ? Promise.resolve(null) : checkHistory(),
         indexing
           ? timed('graph', async () =>
               indexing.index({
@@ -401,6 +410,8 @@ export class BranchSynchronizer {
       ]);
       // The inspection, if any, was settled by the checkout.
       inspection = null;
+      const fastForward =
+        ancestry ?? (made.parents?.includes(branch.syncedSha!) === true || (await checkHistory()));
       if (!fastForward)
         reason = `${reason}; force-push: ${branch.syncedSha!.slice(0, 12)} is not an ancestor`;
       if (made.archived) {
@@ -448,13 +459,18 @@ export class BranchSynchronizer {
     archived: (ArchivedRevision & { changedPaths: number | null }) | null;
     filesChanged: number;
     snapshotUpdated: boolean;
+    /** The new commit's parents, when they were read on the way. */
+    parents: string[] | null;
   }> {
     const fromBase = base
       ? await timed('archive', () =>
           this.archiveFromBase(branch, base, branch.syncedSha!, sha, lease, credentials),
         )
       : null;
-    if (fromBase) return { archived: fromBase, filesChanged: fromBase.filesChanged, snapshotUpdated: false };
+    if (fromBase) {
+      const { parents, ...archived } = fromBase;
+      return { archived, filesChanged: fromBase.filesChanged, snapshotUpdated: false, parents };
+    }
 
     const archiver = this.archiver;
     const snapshotDir = lease.snapshotDir(branch.name);
@@ -476,7 +492,7 @@ export class BranchSynchronizer {
             this.archiveFromSnapshot(archiver, branch, sha, snapshotDir, commitTime),
           )
         : null;
-    return { archived, filesChanged, snapshotUpdated: true };
+    return { archived, filesChanged, snapshotUpdated: true, parents: null };
   }
 
   /**
@@ -524,7 +540,7 @@ export class BranchSynchronizer {
     sha: string,
     lease: WorkspaceLease,
     credentials: () => Promise<GitCredentials | undefined>,
-  ): Promise<(ArchivedRevision & { changedPaths: number; filesChanged: number }) | null> {
+  ): Promise<(ArchivedRevision & { changedPaths: number; filesChanged: number; parents: string[] }) | null> {
     const archiver = this.archiver;
     const bases = this.archiveBases;
     if (!archiver || !bases) return null;
@@ -562,7 +578,12 @@ export class BranchSynchronizer {
       commitTime: changes.commitTime,
     });
     bases.set(branch.branchId, sha, entries);
-    return { ...archived, changedPaths: changes.changes.length, filesChanged: changes.filesChanged };
+    return {
+      ...archived,
+      changedPaths: changes.changes.length,
+      filesChanged: changes.filesChanged,
+      parents: changes.parents,
+    };
   }
 
   /** The archive of `sha` read from the updated snapshot; its entries are kept for the next revision. */

@@ -58,10 +58,15 @@ export type PhaseTimings = Record<string, number>;
 export interface SyncStateStore {
   /**
    * Takes the branch for `lockedBy` (status -> SYNCING), also from an earlier pickup of the same job
-   * (`<jobId>:...`, whose worker lost its queue lock); null when the branch no longer exists.
+   * (`<jobId>:...`, whose worker lost its queue lock), and starts the attempt's run (`runId`), at once;
+   * null when the branch no longer exists.
    */
-  claimBranch(branchId: string, lockedBy: string, jobId: string): Promise<ClaimedBranch | null>;
-  startRun(branch: ClaimedBranch, attempt: number, jobId: string): Promise<string>;
+  claimBranch(
+    branchId: string,
+    lockedBy: string,
+    jobId: string,
+    attempt: number,
+  ): Promise<(ClaimedBranch & { runId: string }) | null>;
   finishRun(runId: string, fromSha: string | null, outcome: RunOutcome, timings: PhaseTimings): Promise<void>;
   /** Replaces a finished run's phase timings: with the steps that run after the branch is recorded. */
   recordPhaseTimings(runId: string, timings: PhaseTimings): Promise<void>;

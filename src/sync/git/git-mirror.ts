@@ -98,6 +98,8 @@ export interface TreeChanges {
   /** Changed paths other than directories, as changedPathCount counts them. */
   filesChanged: number;
   commitTime: Date;
+  /** The new commit's parents. */
+  parents: string[];
 }
 
 /** Whether a snapshot dir can be updated in place (see GitMirror.inspectSnapshot). */
@@ -466,7 +468,7 @@ export class GitMirror {
     if (bytes > limits.maxBytes) return null;
     // As changedPathCount counts them (`diff-tree -r`): no directories.
     const filesChanged = changes.filter((c) => c.oldMode !== '040000' && c.newMode !== '040000').length;
-    return { changes, filesChanged, commitTime: committerTime(commit, to) };
+    return { changes, filesChanged, commitTime: committerTime(commit, to), parents: commitParents(commit) };
   }
 
   /** The stdout of a git run as bytes, or null (git stopped) once it grows beyond `maxBytes`. */
@@ -633,6 +635,17 @@ export class GitMirror {
   private localOptions(extra: GitRunOptions = {}): GitRunOptions {
     return { timeoutMs: this.timeouts.localMs, ...extra };
   }
+}
+
+/** The parents of a raw commit object (its `parent` header lines, before the first blank line). */
+function commitParents(commit: Buffer): string[] {
+  const text = commit.toString('latin1');
+  const end = text.indexOf('\n\n');
+  const parents: string[] = [];
+  for (const line of (end >= 0 ? text.slice(0, end) : text).split('\n')) {
+    if (line.startsWith('parent ') && OBJECT_ID_PATTERN.test(line.slice(7))) parents.push(line.slice(7));
+  }
+  return parents;
 }
 
 /** The committer time of a raw commit object. */
