@@ -1,7 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { PrismaService } from '../database/prisma.service.js';
 import { RepositorySummaryRepository } from '../repositories/repository-summary.repository.js';
-import { Prisma } from '../generated/prisma/client.js';
 import type { SyncTrigger } from '../repositories/repositories.types.js';
 import type {
   ClaimedBranch,
@@ -135,29 +134,23 @@ export class SyncStateRepository implements SyncStateStore {
     outcome: RunOutcome,
     timings: PhaseTimings,
   ): Promise<void> {
-    const data: Prisma.SyncRunUpdateInput = {
-      status: outcome.status,
-      finishedAt: new Date(),
-      phaseTimings: timings,
-      fromSha,
-    };
-    if (outcome.status === 'SUCCEEDED') {
-      Object.assign(data, {
-        strategy: outcome.strategy,
-        strategyReason: outcome.strategyReason,
-        toSha: outcome.toSha,
-        bytesFetched: BigInt(outcome.bytesFetched),
-        filesChanged: outcome.filesChanged,
-        graphStatus: outcome.graph.status,
-        graphCommits: outcome.graph.commits,
-      });
-    } else if (outcome.status === 'NOOP') {
-      Object.assign(data, { strategy: 'noop', strategyReason: outcome.strategyReason, toSha: outcome.toSha });
-    } else {
-      Object.assign(data, { errorCode: outcome.errorCode, error: outcome.error.slice(0, MAX_ERROR) });
-    }
-    // Only a RUNNING run is finished: one abandoned by a takeover stays ABANDONED.
-    await this.prisma.syncRun.updateMany({ where: { id: runId, status: 'RUNNING' }, data });
+    const done = outcome.status === 'SUCCEEDED' ? outcome : null;
+    const noop = outcome.status === 'NOOP' ? outcome : null;
+    const failed = outcome.status === 'FAILED' || outcome.status === 'DEFERRED' ? outcome : null;
+    // One plain statement (this is on the way to SYNCED). Only a RUNNING run is finished: one abandoned by
+    // a takeover stays ABANDONED.
+    await this.prisma.$executeRaw`
+      UPDATE "SyncRun" SET
+        "status" = ${outcome.status}::"RunStatus", "finishedAt" = now(),
+        "phaseTimings" = ${JSON.stringify(timings)}::jsonb, "fromSha" = ${fromSha},
+        "strategy" = ${done?.strategy ?? (noop ? 'noop' : null)},
+        "strategyReason" = ${done?.strategyReason ?? noop?.strategyReason ?? null},
+        "toSha" = ${done?.toSha ?? noop?.toSha ?? null},
+        "bytesFetched" = ${done ? BigInt(done.bytesFetched) : null}::bigint,
+        "filesChanged" = ${done?.filesChanged ?? null}::int,
+        "graphStatus" = ${done?.graph.status ?? null}, "graphCommits" = ${done?.graph.commits ?? null}::int,
+        "errorCode" = ${failed?.errorCode ?? null}, "error" = ${failed ? failed.error.slice(0, MAX_ERROR) : null}
+      WHERE "id" = ${runId}::uuid AND "status" = 'RUNNING'`;
   }
 
   async isOwed(branchId: string): Promise<boolean> {

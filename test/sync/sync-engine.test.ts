@@ -305,14 +305,21 @@ describe('sync engine (real Postgres, Redis, git over smart HTTP)', () => {
         ['SUCCEEDED', second],
         ['SUCCEEDED', third],
       ]);
-      // The snapshot update is timed on its run, once done.
-      const { rows } = await h.db.query<{ phaseTimings: Record<string, number> }>(
-        'SELECT "phaseTimings" FROM "SyncRun" WHERE "id" = $1',
+      // The run as recorded, with the snapshot update timed on it once done.
+      const { rows } = await h.db.query<Record<string, unknown>>(
+        `SELECT "phaseTimings", "bytesFetched"::int AS "bytesFetched", "filesChanged", "graphStatus", "errorCode",
+           "finishedAt" >= "startedAt" AS "finished" FROM "SyncRun" WHERE "id" = $1`,
         [all[1]!.id],
       );
-      expect(rows[0]!.phaseTimings).toEqual(
-        expect.objectContaining({ fetch: expect.any(Number), checkout: expect.any(Number) }),
-      );
+      expect(rows[0]).toEqual({
+        phaseTimings: expect.objectContaining({ fetch: expect.any(Number), checkout: expect.any(Number) }),
+        bytesFetched: expect.any(Number),
+        filesChanged: 2,
+        graphStatus: 'disabled',
+        errorCode: null,
+        finished: true,
+      });
+      expect(rows[0]!.bytesFetched).toBeGreaterThan(0);
     } finally {
       release();
       checkout.mockRestore();
