@@ -209,6 +209,35 @@ describe.each([
     const { stdout } = await runner().run(['hash-object', '--stdin'], { stdin: 'hello\n' });
     expect(stdout.trim()).toBe('ce013625030ba8dba906f756967f9e9ca394464a');
   });
+
+  it('feeds stdin that comes after git started, and kills git when it cannot come', async () => {
+    // The fake git says it started, then echoes its input: the input is only given once it has started.
+    const gitBinary = await fakeGit('echo-git', 'echo started >&2; cat');
+    const git = runner({ gitBinary });
+    let give!: (input: string) => void;
+    const later = new Promise<string>((resolve) => (give = resolve));
+    const run = git.run(['cat-file', '--batch'], { stdin: later });
+    await new Promise((r) => setTimeout(r, 200));
+    give('line one\nline two\n');
+    expect((await run).stdout).toBe('line one\nline two\n');
+
+    const failed = new Error('the input could not be made');
+    await expect(git.run(['cat-file', '--batch'], { stdin: Promise.reject(failed) })).rejects.toBe(failed);
+    const pidFile = join(dir, 'waiting-git.pid');
+    const sleeper = await fakeGit('waiting-git', `echo $$ > ${pidFile}; cat >/dev/null; sleep 30`);
+    let refuse!: (error: Error) => void;
+    const never = new Promise<string>((_resolve, reject) => (refuse = reject));
+    const waiting = runner({ gitBinary: sleeper }).run(['cat-file', '--batch'], { stdin: never });
+    let pid = 0;
+    while (!pid) {
+      await new Promise((r) => setTimeout(r, 20));
+      pid = Number(await readFile(pidFile, 'utf8').catch(() => '0'));
+    }
+    refuse(failed);
+    await expect(waiting).rejects.toBe(failed);
+    // Killed with its process group, not left to sleep once its input closed.
+    expect(await liveGroupMembers(pid)).toEqual([]);
+  });
 });
 
 describe('SpawnHelper', () => {

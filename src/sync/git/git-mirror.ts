@@ -439,24 +439,60 @@ export class GitMirror {
   ): Promise<TreeChanges | null> {
     assertObjectId(from);
     assertObjectId(to);
-    // A raw record is under 200 bytes plus its path, which git caps at 4096.
-    const diff = await this.collectOutput(
-      ['--git-dir', gitDir, 'diff-tree', '-r', '-t', '-z', '--raw', '--no-renames', '--no-abbrev', from, to],
-      limits.maxChanges * 4400,
-      this.localOptions(),
-    );
-    if (diff === null) return null;
-    const changes = parseRawTreeDiff(diff);
-    if (changes.length > limits.maxChanges) return null;
-    const withContent = changes.filter((change) => change.status !== 'D' && hasBlobContent(change.newMode));
-    const ids = [...new Set(withContent.map((change) => change.newId))];
-    // The commit itself comes first in the same batch, for its committer time.
-    const output = await this.collectOutput(
+    // cat-file starts beside diff-tree and gets its input once the changes are known: one git start less
+    // to wait for. The commit itself comes first in its batch, for its committer time and parents.
+    let input!: { give: (ids: string[]) => void; cancel: () => void };
+    const batchInput = new Promise<string>((resolve, reject) => {
+      input = {
+        give: (ids) => resolve(`${[to, ...ids].join('\n')}\n`),
+        cancel: () => reject(new TreeChangesNotNeeded()),
+      };
+    });
+    const batch = this.collectOutput(
       ['--git-dir', gitDir, 'cat-file', '--batch'],
       // Each answer's header and newline come on top of the content; a commit is a few KiB.
-      limits.maxBytes + ids.length * 100 + 1024 * 1024,
-      { credentials, timeoutMs: this.timeouts.checkoutMs, stdin: `${[to, ...ids].join('\n')}\n` },
+      limits.maxBytes + limits.maxChanges * 100 + 1024 * 1024,
+      { credentials, timeoutMs: this.timeouts.checkoutMs, stdin: batchInput },
     );
+    // Settled here or by the caller of cancel(): never left unhandled.
+    batch.catch(() => undefined);
+    let ids: string[];
+    let changes: TreeChange[];
+    let withContent: TreeChange[];
+    try {
+      // A raw record is under 200 bytes plus its path, which git caps at 4096.
+      const diff = await this.collectOutput(
+        [
+          '--git-dir',
+          gitDir,
+          'diff-tree',
+          '-r',
+          '-t',
+          '-z',
+          '--raw',
+          '--no-renames',
+          '--no-abbrev',
+          from,
+          to,
+        ],
+        limits.maxChanges * 4400,
+        this.localOptions(),
+      );
+      changes = diff === null ? [] : parseRawTreeDiff(diff);
+      if (diff === null || changes.length > limits.maxChanges) {
+        input.cancel();
+        await batch.catch(() => undefined);
+        return null;
+      }
+      withContent = changes.filter((change) => change.status !== 'D' && hasBlobContent(change.newMode));
+      ids = [...new Set(withContent.map((change) => change.newId))];
+    } catch (error) {
+      input.cancel();
+      await batch.catch(() => undefined);
+      throw error;
+    }
+    input.give(ids);
+    const output = await batch;
     if (output === null) return null;
     const contents = parseCatFileBatch(output, ids, to);
     const commit = contents.get(to)!;
@@ -634,6 +670,14 @@ export class GitMirror {
 
   private localOptions(extra: GitRunOptions = {}): GitRunOptions {
     return { timeoutMs: this.timeouts.localMs, ...extra };
+  }
+}
+
+/** cat-file's input was not needed after all (diff-tree failed or found too many changes). */
+class TreeChangesNotNeeded extends Error {
+  constructor() {
+    super('the tree changes were not needed');
+    this.name = 'TreeChangesNotNeeded';
   }
 }
 

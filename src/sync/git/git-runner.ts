@@ -49,8 +49,11 @@ export interface GitRunOptions {
   onStdout?: (chunk: Buffer) => void;
   /** Kill git and fail when captured stdout grows beyond this. */
   maxOutputBytes?: number;
-  /** Written to git's stdin, which is otherwise closed. */
-  stdin?: string | Buffer;
+  /**
+   * Written to git's stdin, which is otherwise closed. A promise lets git start before its input is known;
+   * when it rejects, git is killed and the run fails with that error.
+   */
+  stdin?: string | Buffer | Promise<string | Buffer>;
   /** Kills git when aborted. */
   signal?: AbortSignal;
 }
@@ -236,9 +239,22 @@ export class GitRunner {
         }
       });
       if (child.stdin && opts.stdin !== undefined) {
+        const stdin = child.stdin;
         // git may exit before reading all input (e.g. on a bad argument): that is reported by its exit code.
-        child.stdin.on('error', () => undefined);
-        child.stdin.end(opts.stdin);
+        stdin.on('error', () => undefined);
+        if (opts.stdin instanceof Promise) {
+          opts.stdin.then(
+            (input) => {
+              if (!settled) stdin.end(input);
+            },
+            (error: unknown) => {
+              kill({ kind: 'consumer', error: error instanceof Error ? error : new Error(String(error)) });
+              stdin.end();
+            },
+          );
+        } else {
+          stdin.end(opts.stdin);
+        }
       }
 
       child.on('error', (error) => {

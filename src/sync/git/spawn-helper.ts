@@ -8,7 +8,8 @@
  * that does nothing else: it forks cheaply, and the worker's loop goes on meanwhile.
  *
  * What crosses the IPC channel: the spawn request (command, arguments, environment with any askpass
- * credentials, working directory, stdin), then git's stdout and stderr chunks and its exit. Nothing is
+ * credentials, working directory, stdin, or stdin in parts when it comes later), then git's stdout and
+ * stderr chunks and its exit. Nothing is
  * written to disk or argv. Killing stays with the caller: git runs in its own process group, which the
  * worker signals directly with the pid the helper reports. When the worker goes away the helper kills the
  * process groups it started and exits; a helper that dies fails the runs it had and is started again.
@@ -25,6 +26,14 @@ const { spawn } = require('node:child_process');
 const children = new Map();
 const send = (message) => { if (process.connected) process.send(message); };
 process.on('message', (m) => {
+  if (m.type === 'stdin') {
+    const running = children.get(m.id);
+    if (running && running.stdin) {
+      if (m.data) running.stdin.write(m.data);
+      if (m.end) running.stdin.end();
+    }
+    return;
+  }
   let child;
   try {
     child = spawn(m.command, m.args, {
@@ -39,7 +48,10 @@ process.on('message', (m) => {
   child.on('spawn', () => send({ id: m.id, type: 'spawned', pid: child.pid }));
   child.stdout.on('data', (data) => send({ id: m.id, type: 'stdout', data }));
   child.stderr.on('data', (data) => send({ id: m.id, type: 'stderr', data }));
-  if (child.stdin) { child.stdin.on('error', () => {}); child.stdin.end(m.stdin); }
+  if (child.stdin) {
+    child.stdin.on('error', () => {});
+    if (m.stdinEnd) child.stdin.end(m.stdin); else child.stdin.write(m.stdin);
+  }
   child.on('error', (error) => {
     if (child.pid !== undefined) return;
     children.delete(m.id);
@@ -161,23 +173,33 @@ export class SpawnHelper {
     const id = this.nextId++;
     this.children.set(id, child);
     const helper = this.ensureHelper();
-    // The caller writes stdin right after spawn returns, in the same turn: sent with the request after it.
+    const send = (message: object): void => {
+      try {
+        helper.send(message, (error) => {
+          if (error) this.children.get(id)?.fail(error);
+        });
+      } catch (error) {
+        child.fail(error instanceof Error ? error : new Error(String(error)));
+      }
+    };
+    // The caller usually writes all of stdin right after spawn returns, in the same turn: it goes with the
+    // request. Input that comes later follows in parts.
     setImmediate(() => {
-      const stdin = child.stdin ? ((child.stdin.read() as Buffer | null) ?? Buffer.alloc(0)) : null;
-      const request = {
+      const pipe = child.stdin;
+      const stdin = pipe ? ((pipe.read() as Buffer | null) ?? Buffer.alloc(0)) : null;
+      const stdinEnd = pipe === null || pipe.writableEnded;
+      send({
         id,
         command,
         args: [...args],
         cwd: options.cwd === undefined ? undefined : String(options.cwd),
         env: options.env,
         stdin,
-      };
-      try {
-        helper.send(request, (error) => {
-          if (error) this.children.get(id)?.fail(error);
-        });
-      } catch (error) {
-        child.fail(error instanceof Error ? error : new Error(String(error)));
+        stdinEnd,
+      });
+      if (pipe && !stdinEnd) {
+        pipe.on('data', (data: Buffer) => send({ id, type: 'stdin', data }));
+        pipe.on('end', () => send({ id, type: 'stdin', end: true }));
       }
     });
     child.once('close', () => this.children.delete(id));
