@@ -16,10 +16,11 @@
  *   a file, directory or symlink (socket, fifo, device) cannot be in a commit and fails the archive.
  * - Optionally a pax global header `comment=<commit id>`, exactly like `git archive`, so
  *   `git get-tar-commit-id` reads the commit back.
- * - gzip at a fixed level (6 unless the caller sets another) with a header that carries no file name and
- *   mtime 0, and OS byte pinned to 3 (Unix) because zlib writes a platform-dependent one. The tar bytes are
- *   reproducible everywhere; the compressed bytes are reproducible for a given zlib and level (a Node
- *   upgrade that changes zlib's deflate output would change them, as it would for `git archive`).
+ * - gzip at a fixed level (6 unless the caller sets another), the tar compressed in blocks of 1 MiB on
+ *   several threads and joined into one deflate stream (see gzipInBlocks), with a header that carries no
+ *   file name and mtime 0 and says Unix. The tar bytes are reproducible everywhere; the compressed bytes
+ *   are reproducible for a given zlib and level (a Node upgrade that changes zlib's deflate output would
+ *   change them, as it would for `git archive`).
  *
  * How it is fast: a snapshot is mostly small files, and an async open/fstat/read/close per file (four trips
  * through the libuv threadpool) costs far more than the work itself. So directories are listed and small
@@ -44,16 +45,10 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import {
-  addAbortSignal,
-  pipeline,
-  type Readable,
-  Transform,
-  type TransformCallback,
-  type Writable,
-} from 'node:stream';
+import { availableParallelism } from 'node:os';
+import { addAbortSignal, pipeline, Readable } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { constants as zlibConstants, createGzip, type ZlibOptions } from 'node:zlib';
+import { constants as zlibConstants, crc32, deflateRaw } from 'node:zlib';
 import { Header, Pax } from 'tar';
 import { DigestingStream, type ArtifactDigest } from './artifact-digest.js';
 
@@ -76,9 +71,13 @@ const SORT_RUN_ENTRIES = 4096;
 /** Directory entries read per readdir call. */
 const DIRECTORY_BUFFER_ENTRIES = 256;
 // Buffered between the walk and the compressor, so reading and zlib work at the same time.
-const TAR_HIGH_WATER_MARK = 4 * 1024 * 1024;
-const GZIP_CHUNK_BYTES = 64 * 1024;
-const GZIP_OS_BYTE_OFFSET = 9;
+/** Tar bytes per deflate block (see gzipInBlocks): changing it changes every archive's bytes. */
+const DEFLATE_BLOCK_BYTES = BATCH_BYTES;
+const DEFLATE_WINDOW_BYTES = 32 * 1024;
+/** Blocks compressed at once (on libuv's threadpool, four threads by default). */
+const DEFLATE_PARALLELISM = Math.min(Math.max(availableParallelism(), 2), 4);
+/** An empty final deflate block with fixed codes: ends the stream after the last sync flush. */
+const DEFLATE_EMPTY_FINAL_BLOCK = Buffer.from([0x03, 0x00]);
 const GZIP_OS_UNIX = 3;
 const ZERO_BLOCKS = Buffer.alloc(2 * BLOCK);
 const COMMIT_ID = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
@@ -238,61 +237,106 @@ async function* tarBlocksOfEntries(
   for (const chunk of out.takeAll(true)) yield chunk;
 }
 
-/** gzip with the archive's fixed settings, the OS byte pinned, size and SHA-256 taken on the way. */
+/** gzip with the archive's fixed settings (see gzipInBlocks), size and SHA-256 taken on the way. */
 function compressTar(
   blocks: AsyncIterable<Buffer>,
   { signal, level = TARBALL_GZIP_LEVEL }: ReproducibleTarballOptions,
 ): ReproducibleTarball {
-  // zlib streams take the stream options too, which ZlibOptions does not declare.
-  const options: ZlibOptions & { writableHighWaterMark: number } = {
-    level,
-    memLevel: 8,
-    strategy: zlibConstants.Z_DEFAULT_STRATEGY,
-    chunkSize: GZIP_CHUNK_BYTES,
-    // Buffered ahead of the compressor, so the tar is written while zlib works on what came before.
-    writableHighWaterMark: TAR_HIGH_WATER_MARK,
-  };
-  const gzip = createGzip(options);
   const digesting = new DigestingStream();
-  // pipeline destroys every stage when one fails or the reader destroys the last one; feed() then stops
-  // and ends the generator (closing any open file).
-  const stream = pipeline(gzip, new GzipOsBytePin(), digesting, () => undefined);
+  // pipeline destroys every stage when one fails or the reader destroys the last one, which also ends
+  // the generators (closing any open file).
+  const stream = pipeline(
+    Readable.from(gzipInBlocks(blocks, level), { objectMode: false }),
+    digesting,
+    () => undefined,
+  );
   if (signal) addAbortSignal(signal, stream);
-  void feed(blocks, gzip);
   return { stream, digest: digesting.digest };
 }
 
 /**
- * Writes the tar into the compressor, handing each piece of output back to the recycler once zlib has
- * consumed it. An error of the tar destroys the compressor (and so the whole pipeline) with it; a
- * destroyed compressor stops the feed, which returns the generator.
+ * The gzip file of the tar, compressed a block at a time on several threads (as pigz does): the tar is cut
+ * into blocks of exactly DEFLATE_BLOCK_BYTES, each compressed as raw deflate with the 32 KiB before it as
+ * its dictionary and ended by a sync flush, so the blocks join into one deflate stream that any gunzip
+ * reads; an empty final block, then the CRC-32 and size. The bytes depend only on the tar and the level,
+ * not on how the tar was handed over or how many blocks ran at once. The header carries no name and
+ * mtime 0, and says Unix.
  */
-async function feed(blocks: AsyncIterable<Buffer>, gzip: Writable): Promise<void> {
+async function* gzipInBlocks(tar: AsyncIterable<Buffer>, level: number): AsyncGenerator<Buffer> {
+  yield gzipHeader(level);
+  // Compressed blocks in order, at most DEFLATE_PARALLELISM running.
+  const running: Promise<Buffer>[] = [];
+  let crc = 0;
+  let size = 0;
+  let previousTail: Buffer | undefined;
+  let block = batchBuffers.take();
+  let filled = 0;
+  const start = (): void => {
+    const input = block.buffer.subarray(0, filled);
+    const dictionary = previousTail;
+    // Copied: the block's buffer is reused once compressed.
+    previousTail = Buffer.from(input.subarray(Math.max(0, filled - DEFLATE_WINDOW_BYTES)));
+    const owner = block;
+    const piece = batchBuffers.piece(owner, 0, filled);
+    batchBuffers.retire(owner);
+    const compressed = deflateRawBlock(input, level, dictionary);
+    compressed.then(
+      () => batchBuffers.release(piece),
+      () => undefined,
+    );
+    running.push(compressed);
+    block = batchBuffers.take();
+    filled = 0;
+  };
   try {
-    for await (const chunk of blocks) {
-      if (gzip.destroyed) return;
-      const consumed = (error?: Error | null): void => {
-        if (!error) batchBuffers.release(chunk);
-      };
-      if (!gzip.write(chunk, consumed)) await drainedOrClosed(gzip);
+    for await (const chunk of tar) {
+      crc = crc32(chunk, crc);
+      size += chunk.length;
+      for (let at = 0; at < chunk.length;) {
+        const n = Math.min(chunk.length - at, DEFLATE_BLOCK_BYTES - filled);
+        block.buffer.set(chunk.subarray(at, at + n), filled);
+        filled += n;
+        at += n;
+        if (filled === DEFLATE_BLOCK_BYTES) start();
+      }
+      // Copied into blocks: the tar's own buffer can be reused.
+      batchBuffers.release(chunk);
+      while (running.length >= DEFLATE_PARALLELISM) yield await running.shift()!;
     }
-    if (!gzip.destroyed) gzip.end();
-  } catch (error) {
-    // Passed on as thrown (fs errors keep their code).
-    gzip.destroy(typeof error === 'object' && error !== null ? (error as Error) : new Error(String(error)));
+    if (filled > 0) start();
+    batchBuffers.retire(block);
+    while (running.length > 0) yield await running.shift()!;
+    const trailer = Buffer.alloc(8);
+    trailer.writeUInt32LE(crc >>> 0, 0);
+    trailer.writeUInt32LE(size % 2 ** 32, 4);
+    yield Buffer.concat([DEFLATE_EMPTY_FINAL_BLOCK, trailer]);
+  } finally {
+    // Given up (an error, or the reader went away): blocks still compressing end unobserved.
+    for (const compressed of running) compressed.catch(() => undefined);
   }
 }
 
-function drainedOrClosed(stream: Writable): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      stream.off('drain', done);
-      stream.off('close', done);
-      resolve();
-    };
-    stream.on('drain', done);
-    stream.on('close', done);
+/** One block as raw deflate, ended by a sync flush (byte-aligned, not final). */
+function deflateRawBlock(input: Buffer, level: number, dictionary: Buffer | undefined): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    deflateRaw(
+      input,
+      {
+        level,
+        memLevel: 8,
+        strategy: zlibConstants.Z_DEFAULT_STRATEGY,
+        dictionary,
+        finishFlush: zlibConstants.Z_SYNC_FLUSH,
+      },
+      (error, output) => (error ? reject(error) : resolve(output)),
+    );
   });
+}
+
+/** gzip's 10-byte header: deflate, no flags, mtime 0, zlib's extra flags for the level, OS Unix. */
+function gzipHeader(level: number): Buffer {
+  const extraFlags = level === 9 ? 2 : level === 1 ? 4 : 0;
+  return Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, extraFlags, GZIP_OS_UNIX]);
 }
 
 export type EntryKind = 'file' | 'directory' | 'symlink';
@@ -953,16 +997,4 @@ function paxRecord(key: string, value: string): string {
   let digits = String(restLength).length;
   if (String(restLength + digits).length > digits) digits++;
   return `${restLength + digits}${rest}`;
-}
-
-/** Overwrites the gzip header's OS byte, the one byte of zlib's header that depends on the platform. */
-class GzipOsBytePin extends Transform {
-  private offset = 0;
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    const at = GZIP_OS_BYTE_OFFSET - this.offset;
-    if (at >= 0 && at < chunk.length) chunk[at] = GZIP_OS_UNIX;
-    this.offset += chunk.length;
-    callback(null, chunk);
-  }
 }
