@@ -79,6 +79,7 @@ const DEFLATE_PARALLELISM = Math.min(Math.max(availableParallelism(), 2), 4);
 /** An empty final deflate block with fixed codes: ends the stream after the last sync flush. */
 const DEFLATE_EMPTY_FINAL_BLOCK = Buffer.from([0x03, 0x00]);
 const GZIP_OS_UNIX = 3;
+const COMPRESSED_HIGH_WATER_MARK = 4 * 1024 * 1024;
 const ZERO_BLOCKS = Buffer.alloc(2 * BLOCK);
 const COMMIT_ID = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
 // O_NOFOLLOW: a file replaced by a symlink meanwhile is refused, not followed. O_NONBLOCK: one replaced by a
@@ -246,7 +247,11 @@ function compressTar(
   // pipeline destroys every stage when one fails or the reader destroys the last one, which also ends
   // the generators (closing any open file).
   const stream = pipeline(
-    Readable.from(gzipInBlocks(blocks, level), { objectMode: false }),
+    // Compressed output is buffered up to this, so the blocks keep compressing while the reader writes.
+    Readable.from(gzipInBlocks(blocks, level), {
+      objectMode: false,
+      highWaterMark: COMPRESSED_HIGH_WATER_MARK,
+    }),
     digesting,
     () => undefined,
   );
