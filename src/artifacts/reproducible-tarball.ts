@@ -70,7 +70,6 @@ const SLICE_MS = 5;
 const SORT_RUN_ENTRIES = 4096;
 /** Directory entries read per readdir call. */
 const DIRECTORY_BUFFER_ENTRIES = 256;
-// Buffered between the walk and the compressor, so reading and zlib work at the same time.
 /** Tar bytes per deflate block (see gzipInBlocks): changing it changes every archive's bytes. */
 const DEFLATE_BLOCK_BYTES = BATCH_BYTES;
 const DEFLATE_WINDOW_BYTES = 32 * 1024;
@@ -79,6 +78,7 @@ const DEFLATE_PARALLELISM = Math.min(Math.max(availableParallelism(), 2), 4);
 /** An empty final deflate block with fixed codes: ends the stream after the last sync flush. */
 const DEFLATE_EMPTY_FINAL_BLOCK = Buffer.from([0x03, 0x00]);
 const GZIP_OS_UNIX = 3;
+// Buffered between the compressor and the reader, so blocks keep compressing while the reader writes.
 const COMPRESSED_HIGH_WATER_MARK = 4 * 1024 * 1024;
 const ZERO_BLOCKS = Buffer.alloc(2 * BLOCK);
 const COMMIT_ID = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
@@ -247,7 +247,6 @@ function compressTar(
   // pipeline destroys every stage when one fails or the reader destroys the last one, which also ends
   // the generators (closing any open file).
   const stream = pipeline(
-    // Compressed output is buffered up to this, so the blocks keep compressing while the reader writes.
     Readable.from(gzipInBlocks(blocks, level), {
       objectMode: false,
       highWaterMark: COMPRESSED_HIGH_WATER_MARK,
@@ -277,16 +276,14 @@ async function* gzipInBlocks(tar: AsyncIterable<Buffer>, level: number): AsyncGe
   let block = batchBuffers.take();
   let filled = 0;
   const start = (): void => {
-    const input = block.buffer.subarray(0, filled);
+    const input = batchBuffers.piece(block, 0, filled);
+    batchBuffers.retire(block);
     const dictionary = previousTail;
     // Copied: the block's buffer is reused once compressed.
     previousTail = Buffer.from(input.subarray(Math.max(0, filled - DEFLATE_WINDOW_BYTES)));
-    const owner = block;
-    const piece = batchBuffers.piece(owner, 0, filled);
-    batchBuffers.retire(owner);
     const compressed = deflateRawBlock(input, level, dictionary);
     compressed.then(
-      () => batchBuffers.release(piece),
+      () => batchBuffers.release(input),
       () => undefined,
     );
     running.push(compressed);
@@ -840,8 +837,10 @@ class HeaderWriter {
   /** append() for an entry given as data: its header is encoded once per entry object, then copied. */
   appendEntry(out: OutputBatch, entry: SnapshotTarEntry): void {
     let encoded = encodedHeaders.get(entry);
+    let fields: HeaderFields | undefined;
     if (encoded === undefined) {
-      const { path, type, mode, size, linkpath } = headerFieldsOf(entry);
+      fields = headerFieldsOf(entry);
+      const { path, type, mode, size, linkpath } = fields;
       encoded = null;
       if (fitsUstar(path, mode, size, linkpath)) {
         const block = Buffer.allocUnsafe(BLOCK);
@@ -850,7 +849,7 @@ class HeaderWriter {
       encodedHeaders.set(entry, encoded);
     }
     if (encoded === null || this.mtimeField === null) {
-      const { path, type, mode, size, linkpath } = headerFieldsOf(entry);
+      const { path, type, mode, size, linkpath } = fields ?? headerFieldsOf(entry);
       out.append(tarHeader(path, type, mode, size, this.mtime, linkpath));
       return;
     }
@@ -927,13 +926,15 @@ function encodeUstar(
 }
 
 /** The header fields of an entry given as data. */
-function headerFieldsOf(entry: SnapshotTarEntry): {
+interface HeaderFields {
   path: string;
   type: TarType;
   mode: number;
   size: number;
   linkpath?: string;
-} {
+}
+
+function headerFieldsOf(entry: SnapshotTarEntry): HeaderFields {
   if (entry.kind === 'directory') return { path: `${entry.path}/`, type: 'Directory', mode: 0o755, size: 0 };
   if (entry.kind === 'symlink') {
     if (entry.linkpath === undefined) throw new SnapshotNotArchivable(entry.path, 'symlink without a target');

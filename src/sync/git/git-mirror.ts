@@ -456,41 +456,18 @@ export class GitMirror {
     );
     // Settled here or by the caller of cancel(): never left unhandled.
     batch.catch(() => undefined);
-    let ids: string[];
-    let changes: TreeChange[];
-    let withContent: TreeChange[];
+    let listed: ListedTreeChanges | null = null;
     try {
-      // A raw record is under 200 bytes plus its path, which git caps at 4096.
-      const diff = await this.collectOutput(
-        [
-          '--git-dir',
-          gitDir,
-          'diff-tree',
-          '-r',
-          '-t',
-          '-z',
-          '--raw',
-          '--no-renames',
-          '--no-abbrev',
-          from,
-          to,
-        ],
-        limits.maxChanges * 4400,
-        this.localOptions(),
-      );
-      changes = diff === null ? [] : parseRawTreeDiff(diff);
-      if (diff === null || changes.length > limits.maxChanges) {
+      listed = await this.listTreeChanges(gitDir, from, to, limits.maxChanges);
+    } finally {
+      // Not needed after all (diff-tree failed or found too many changes): cat-file is stopped.
+      if (listed === null) {
         input.cancel();
         await batch.catch(() => undefined);
-        return null;
       }
-      withContent = changes.filter((change) => change.status !== 'D' && hasBlobContent(change.newMode));
-      ids = [...new Set(withContent.map((change) => change.newId))];
-    } catch (error) {
-      input.cancel();
-      await batch.catch(() => undefined);
-      throw error;
     }
+    if (listed === null) return null;
+    const { changes, withContent, ids } = listed;
     input.give(ids);
     const output = await batch;
     if (output === null) return null;
@@ -505,6 +482,26 @@ export class GitMirror {
     // As changedPathCount counts them (`diff-tree -r`): no directories.
     const filesChanged = changes.filter((c) => c.oldMode !== '040000' && c.newMode !== '040000').length;
     return { changes, filesChanged, commitTime: committerTime(commit, to), parents: commitParents(commit) };
+  }
+
+  /** diff-tree's changes between two commits, and the blobs to read; null beyond `maxChanges`. */
+  private async listTreeChanges(
+    gitDir: string,
+    from: string,
+    to: string,
+    maxChanges: number,
+  ): Promise<ListedTreeChanges | null> {
+    // A raw record is under 200 bytes plus its path, which git caps at 4096.
+    const diff = await this.collectOutput(
+      ['--git-dir', gitDir, 'diff-tree', '-r', '-t', '-z', '--raw', '--no-renames', '--no-abbrev', from, to],
+      maxChanges * 4400,
+      this.localOptions(),
+    );
+    if (diff === null) return null;
+    const changes = parseRawTreeDiff(diff);
+    if (changes.length > maxChanges) return null;
+    const withContent = changes.filter((change) => change.status !== 'D' && hasBlobContent(change.newMode));
+    return { changes, withContent, ids: [...new Set(withContent.map((change) => change.newId))] };
   }
 
   /** The stdout of a git run as bytes, or null (git stopped) once it grows beyond `maxBytes`. */
@@ -671,6 +668,13 @@ export class GitMirror {
   private localOptions(extra: GitRunOptions = {}): GitRunOptions {
     return { timeoutMs: this.timeouts.localMs, ...extra };
   }
+}
+
+/** Tree changes as diff-tree lists them: all, those with content to read, and their distinct blob ids. */
+interface ListedTreeChanges {
+  changes: TreeChange[];
+  withContent: TreeChange[];
+  ids: string[];
 }
 
 /** cat-file's input was not needed after all (diff-tree failed or found too many changes). */
