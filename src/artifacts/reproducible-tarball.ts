@@ -17,7 +17,7 @@
  * - Optionally a pax global header `comment=<commit id>`, exactly like `git archive`, so
  *   `git get-tar-commit-id` reads the commit back.
  * - gzip at a fixed level (6 unless the caller sets another), the tar compressed in blocks of 1 MiB on
- *   several threads and joined into one deflate stream (see gzipInBlocks), with a header that carries no
+ *   several threads and joined into one deflate stream (see block-gzip.ts), with a header that carries no
  *   file name and mtime 0 and says Unix. The tar bytes are reproducible everywhere; the compressed bytes
  *   are reproducible for a given zlib and level (a Node upgrade that changes zlib's deflate output would
  *   change them, as it would for `git archive`).
@@ -45,39 +45,39 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { availableParallelism } from 'node:os';
 import { addAbortSignal, pipeline, Readable } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { constants as zlibConstants, crc32, deflateRaw } from 'node:zlib';
-import { Header, Pax } from 'tar';
+import { batchBuffers, DEFLATE_BLOCK_BYTES, gzipInBlocks, type PooledBuffer } from './block-gzip.js';
+import {
+  BLOCK,
+  type EntryKind,
+  globalCommentHeader,
+  HeaderWriter,
+  SnapshotNotArchivable,
+  type SnapshotTarEntry,
+  type TarOutput,
+} from './tar-header.js';
 import { DigestingStream, type ArtifactDigest } from './artifact-digest.js';
+
+export { SnapshotNotArchivable, type EntryKind, type SnapshotTarEntry } from './tar-header.js';
 
 /** MIME type of the archives. */
 export const TARBALL_CONTENT_TYPE = 'application/gzip';
 /** Default compression level of archives: the same tree gives the same bytes at the same level. */
 export const TARBALL_GZIP_LEVEL = 6;
 
-const BLOCK = 512;
 /** Files up to this size are read with one synchronous read, straight into the output. */
 const SMALL_FILE_BYTES = 256 * 1024;
 /** Larger files are read asynchronously, in chunks of this size. */
 const READ_CHUNK_BYTES = 1024 * 1024;
 /** Output is gathered in buffers of this size (handed downstream at least once per time slice). */
-const BATCH_BYTES = 1024 * 1024;
+const BATCH_BYTES = DEFLATE_BLOCK_BYTES;
 /** Synchronous work between two turns of the event loop. */
 const SLICE_MS = 5;
 /** Directories larger than this are sorted in runs of this many entries, merged a slice at a time. */
 const SORT_RUN_ENTRIES = 4096;
 /** Directory entries read per readdir call. */
 const DIRECTORY_BUFFER_ENTRIES = 256;
-/** Tar bytes per deflate block (see gzipInBlocks): changing it changes every archive's bytes. */
-const DEFLATE_BLOCK_BYTES = BATCH_BYTES;
-const DEFLATE_WINDOW_BYTES = 32 * 1024;
-/** Blocks compressed at once (on libuv's threadpool, four threads by default). */
-const DEFLATE_PARALLELISM = Math.min(Math.max(availableParallelism(), 2), 4);
-/** An empty final deflate block with fixed codes: ends the stream after the last sync flush. */
-const DEFLATE_EMPTY_FINAL_BLOCK = Buffer.from([0x03, 0x00]);
-const GZIP_OS_UNIX = 3;
 // Buffered between the compressor and the reader, so blocks keep compressing while the reader writes.
 const COMPRESSED_HIGH_WATER_MARK = 4 * 1024 * 1024;
 const ZERO_BLOCKS = Buffer.alloc(2 * BLOCK);
@@ -102,18 +102,6 @@ export interface ReproducibleTarball {
   stream: Readable;
   /** Size and SHA-256 of the produced bytes; resolves once the stream has been read to its end. */
   digest: Promise<ArtifactDigest>;
-}
-
-/** The snapshot changed while it was being archived, or holds something a git tree cannot. */
-export class SnapshotNotArchivable extends Error {
-  constructor(
-    readonly path: string,
-    reason: string,
-    options?: ErrorOptions,
-  ) {
-    super(`cannot archive ${JSON.stringify(path)}: ${reason}`, options);
-    this.name = 'SnapshotNotArchivable';
-  }
 }
 
 /**
@@ -193,19 +181,6 @@ function entryTime(opts: ReproducibleTarballOptions): Date {
   return new Date(Math.floor(opts.mtime.getTime() / 1000) * 1000);
 }
 
-/** One entry of a snapshot given as data rather than read from a directory (see `createTarballOfEntries`). */
-export interface SnapshotTarEntry {
-  /** `/`-separated, without a trailing slash. */
-  path: string;
-  kind: EntryKind;
-  /** Files: whether the owner may execute. */
-  executable?: boolean;
-  /** Symlinks: the target. */
-  linkpath?: string;
-  /** Files: the content. */
-  data?: Buffer;
-}
-
 /**
  * The same reproducible `.tar.gz` createReproducibleTarball writes for a directory holding these entries,
  * from entries already in tree order (bytewise by path, a directory compared as `path/`), in batches:
@@ -257,92 +232,6 @@ function compressTar(
   if (signal) addAbortSignal(signal, stream);
   return { stream, digest: digesting.digest };
 }
-
-/**
- * The gzip file of the tar, compressed a block at a time on several threads (as pigz does): the tar is cut
- * into blocks of exactly DEFLATE_BLOCK_BYTES, each compressed as raw deflate with the 32 KiB before it as
- * its dictionary and ended by a sync flush, so the blocks join into one deflate stream that any gunzip
- * reads; an empty final block, then the CRC-32 and size. The bytes depend only on the tar and the level,
- * not on how the tar was handed over or how many blocks ran at once. The header carries no name and
- * mtime 0, and says Unix.
- */
-async function* gzipInBlocks(tar: AsyncIterable<Buffer>, level: number): AsyncGenerator<Buffer> {
-  yield gzipHeader(level);
-  // Compressed blocks in order, at most DEFLATE_PARALLELISM running.
-  const running: Promise<Buffer>[] = [];
-  let crc = 0;
-  let size = 0;
-  let previousTail: Buffer | undefined;
-  let block = batchBuffers.take();
-  let filled = 0;
-  const start = (): void => {
-    const input = batchBuffers.piece(block, 0, filled);
-    batchBuffers.retire(block);
-    const dictionary = previousTail;
-    // Copied: the block's buffer is reused once compressed.
-    previousTail = Buffer.from(input.subarray(Math.max(0, filled - DEFLATE_WINDOW_BYTES)));
-    const compressed = deflateRawBlock(input, level, dictionary);
-    compressed.then(
-      () => batchBuffers.release(input),
-      () => undefined,
-    );
-    running.push(compressed);
-    block = batchBuffers.take();
-    filled = 0;
-  };
-  try {
-    for await (const chunk of tar) {
-      crc = crc32(chunk, crc);
-      size += chunk.length;
-      for (let at = 0; at < chunk.length;) {
-        const n = Math.min(chunk.length - at, DEFLATE_BLOCK_BYTES - filled);
-        block.buffer.set(chunk.subarray(at, at + n), filled);
-        filled += n;
-        at += n;
-        if (filled === DEFLATE_BLOCK_BYTES) start();
-      }
-      // Copied into blocks: the tar's own buffer can be reused.
-      batchBuffers.release(chunk);
-      while (running.length >= DEFLATE_PARALLELISM) yield await running.shift()!;
-    }
-    if (filled > 0) start();
-    batchBuffers.retire(block);
-    while (running.length > 0) yield await running.shift()!;
-    const trailer = Buffer.alloc(8);
-    trailer.writeUInt32LE(crc >>> 0, 0);
-    trailer.writeUInt32LE(size % 2 ** 32, 4);
-    yield Buffer.concat([DEFLATE_EMPTY_FINAL_BLOCK, trailer]);
-  } finally {
-    // Given up (an error, or the reader went away): blocks still compressing end unobserved.
-    for (const compressed of running) compressed.catch(() => undefined);
-  }
-}
-
-/** One block as raw deflate, ended by a sync flush (byte-aligned, not final). */
-function deflateRawBlock(input: Buffer, level: number, dictionary: Buffer | undefined): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    deflateRaw(
-      input,
-      {
-        level,
-        memLevel: 8,
-        strategy: zlibConstants.Z_DEFAULT_STRATEGY,
-        dictionary,
-        finishFlush: zlibConstants.Z_SYNC_FLUSH,
-      },
-      (error, output) => (error ? reject(error) : resolve(output)),
-    );
-  });
-}
-
-/** gzip's 10-byte header: deflate, no flags, mtime 0, zlib's extra flags for the level, OS Unix. */
-function gzipHeader(level: number): Buffer {
-  const extraFlags = level === 9 ? 2 : level === 1 ? 4 : 0;
-  return Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, extraFlags, GZIP_OS_UNIX]);
-}
-
-export type EntryKind = 'file' | 'directory' | 'symlink';
-type TarType = 'File' | 'Directory' | 'SymbolicLink';
 
 interface ListedEntry {
   /** Path inside the archive, `/`-separated, without a trailing slash. */
@@ -637,70 +526,13 @@ function readAt(
   });
 }
 
-/** A recyclable output buffer and the pieces of it still downstream. */
-interface PooledBuffer {
-  buffer: Buffer;
-  /** Pieces handed downstream and not yet released. */
-  pieces: number;
-  /** No more bytes will be written to it: it can be reused once every piece is released. */
-  retired: boolean;
-}
-
-/**
- * Output buffers taken back once the compressor has consumed every piece of them. A fresh buffer costs a
- * page fault per 4 KiB when first written (the kernel hands out zeroed pages): for the 20 MB tar of a
- * tree of 20,000 small files that cost several times the copying itself. Shared by every archive of the
- * process; at most `keep` free buffers are held.
- */
-class BufferRecycler {
-  private readonly free: Buffer[] = [];
-  private readonly owners = new WeakMap<Buffer, PooledBuffer>();
-
-  constructor(
-    private readonly size: number,
-    private readonly keep: number,
-  ) {}
-
-  take(): PooledBuffer {
-    return { buffer: this.free.pop() ?? Buffer.allocUnsafe(this.size), pieces: 0, retired: false };
-  }
-
-  /** `owner.buffer[start, end)`, counted until released. */
-  piece(owner: PooledBuffer, start: number, end: number): Buffer {
-    const piece = owner.buffer.subarray(start, end);
-    owner.pieces++;
-    this.owners.set(piece, owner);
-    return piece;
-  }
-
-  retire(owner: PooledBuffer): void {
-    owner.retired = true;
-    this.reuseIfDone(owner);
-  }
-
-  /** The compressor is done with `piece` (a piece of some other buffer is ignored). */
-  release(piece: Buffer): void {
-    const owner = this.owners.get(piece);
-    if (!owner) return;
-    this.owners.delete(piece);
-    owner.pieces--;
-    this.reuseIfDone(owner);
-  }
-
-  private reuseIfDone(owner: PooledBuffer): void {
-    if (owner.retired && owner.pieces === 0 && this.free.length < this.keep) this.free.push(owner.buffer);
-  }
-}
-
-const batchBuffers = new BufferRecycler(BATCH_BYTES, 16);
-
 /**
  * Output gathered in large buffers written in place (headers and file contents go straight in). The part
  * handed downstream is never written again; writing continues behind it in the same buffer. With
  * `recycle`, the buffers come from (and go back to) the shared recycler: only when nothing but the
  * compressor keeps a view of the output (a capture keeps views of file contents).
  */
-class OutputBatch {
+class OutputBatch implements TarOutput {
   private buffer: Buffer = Buffer.allocUnsafe(0);
   private owner: PooledBuffer | null = null;
   /** First byte not yet handed downstream. */
@@ -776,231 +608,4 @@ class OutputBatch {
       ? batchBuffers.piece(this.owner, this.start, this.end)
       : this.buffer.subarray(this.start, this.end);
   }
-}
-
-const TYPE_FLAGS: Record<TarType, number> = { File: 0x30, SymbolicLink: 0x32, Directory: 0x35 };
-const MAX_OCTAL_8 = 0o7777777;
-const MAX_OCTAL_12 = 0o77777777777;
-// eslint-disable-next-line no-control-regex
-const ASCII = /^[\x01-\x7f]*$/;
-
-/** A ustar header block with its mtime field left zero, and the byte sum of the rest (checksum as spaces). */
-interface EncodedHeader {
-  block: Buffer;
-  sum: number;
-}
-
-/**
- * The headers of entries given as data (createTarballOfEntries), kept for as long as the entry object
- * lives: an archive made from the previous revision's entries encodes only the entries that changed, the
- * rest costs a copy. They do not depend on the time, which is patched in as each archive is written.
- * Entries are never modified once made, so an entry's header never goes stale. null: needs node-tar.
- */
-const encodedHeaders = new WeakMap<SnapshotTarEntry, EncodedHeader | null>();
-
-/**
- * Writes entry headers. The common case (ASCII path and link target shorter than their 100-byte fields,
- * sizes and times that fit in octal) is encoded here from a template, byte for byte what node-tar's
- * Header writes for it, without its per-entry overhead; everything else (pax records, split paths) goes
- * through node-tar.
- */
-class HeaderWriter {
-  /** The mtime field; null when the time does not fit in it (node-tar writes every header then). */
-  private readonly mtimeField: Buffer | null;
-  private readonly mtimeSum: number;
-
-  constructor(private readonly mtime: Date) {
-    const seconds = mtime.getTime() / 1000;
-    if (seconds < 0 || seconds > MAX_OCTAL_12) {
-      this.mtimeField = null;
-      this.mtimeSum = 0;
-      return;
-    }
-    const field = Buffer.alloc(12);
-    writeOctal(field, 0, 12, seconds);
-    this.mtimeField = field;
-    this.mtimeSum = byteSum(field, 0, 12);
-  }
-
-  /** Appends the header block of one entry to `out`, preceded by a pax header when some field needs one. */
-  append(out: OutputBatch, path: string, type: TarType, mode: number, size: number, linkpath?: string): void {
-    if (this.mtimeField === null || !fitsUstar(path, mode, size, linkpath)) {
-      out.append(tarHeader(path, type, mode, size, this.mtime, linkpath));
-      return;
-    }
-    const target = out.reserve(BLOCK);
-    const at = out.offset;
-    this.finish(target, at, encodeUstar(target, at, path, type, mode, size, linkpath));
-    out.commit(BLOCK);
-  }
-
-  /** append() for an entry given as data: its header is encoded once per entry object, then copied. */
-  appendEntry(out: OutputBatch, entry: SnapshotTarEntry): void {
-    let encoded = encodedHeaders.get(entry);
-    let fields: HeaderFields | undefined;
-    if (encoded === undefined) {
-      fields = headerFieldsOf(entry);
-      const { path, type, mode, size, linkpath } = fields;
-      encoded = null;
-      if (fitsUstar(path, mode, size, linkpath)) {
-        const block = Buffer.allocUnsafe(BLOCK);
-        encoded = { block, sum: encodeUstar(block, 0, path, type, mode, size, linkpath) };
-      }
-      encodedHeaders.set(entry, encoded);
-    }
-    if (encoded === null || this.mtimeField === null) {
-      const { path, type, mode, size, linkpath } = fields ?? headerFieldsOf(entry);
-      out.append(tarHeader(path, type, mode, size, this.mtime, linkpath));
-      return;
-    }
-    const target = out.reserve(BLOCK);
-    const at = out.offset;
-    target.set(encoded.block, at);
-    this.finish(target, at, encoded.sum);
-    out.commit(BLOCK);
-  }
-
-  /** Writes the mtime and the checksum into a header encoded by encodeUstar (whose byte sum is `sum`). */
-  private finish(target: Buffer, at: number, sum: number): void {
-    target.set(this.mtimeField!, at + 136);
-    // Six octal digits, a space and a NUL, as node-tar writes it (a block's sum is below 8^6).
-    let checksum = sum + this.mtimeSum;
-    for (let i = 5; i >= 0; i--) {
-      target[at + 148 + i] = 0x30 + (checksum & 7);
-      checksum >>>= 3;
-    }
-    target[at + 154] = 0x20;
-    target[at + 155] = 0;
-  }
-}
-
-/** uid, gid, magic and device numbers, the same in every header (mtime and checksum left zero). */
-const USTAR_TEMPLATE = ((): { block: Buffer; sum: number } => {
-  const block = Buffer.alloc(BLOCK);
-  writeOctal(block, 108, 8, 0); // uid
-  writeOctal(block, 116, 8, 0); // gid
-  block.write('ustar\u000000', 257, 8, 'latin1');
-  writeOctal(block, 329, 8, 0); // devmajor
-  writeOctal(block, 337, 8, 0); // devminor
-  // The checksum counts its own field as eight spaces.
-  return { block, sum: byteSum(block, 0, BLOCK) + 8 * 0x20 };
-})();
-
-/** Whether the header fits a plain ustar block that encodeUstar writes (otherwise node-tar, with pax). */
-function fitsUstar(path: string, mode: number, size: number, linkpath: string | undefined): boolean {
-  return (
-    path.length < 100 &&
-    ASCII.test(path) &&
-    (linkpath === undefined || (linkpath.length < 100 && ASCII.test(linkpath))) &&
-    mode <= MAX_OCTAL_8 &&
-    size <= MAX_OCTAL_12
-  );
-}
-
-/**
- * Writes a ustar header at `at` with the mtime and checksum fields zero; returns the byte sum of the block
- * with the checksum field counted as spaces (what the checksum is, once the mtime's bytes are added).
- */
-function encodeUstar(
-  target: Buffer,
-  at: number,
-  path: string,
-  type: TarType,
-  mode: number,
-  size: number,
-  linkpath: string | undefined,
-): number {
-  USTAR_TEMPLATE.block.copy(target, at);
-  target.write(path, at, 'latin1');
-  writeOctal(target, at + 100, 8, mode);
-  writeOctal(target, at + 124, 12, size);
-  target[at + 156] = TYPE_FLAGS[type];
-  if (linkpath !== undefined) target.write(linkpath, at + 157, 'latin1');
-  // The template is zero where the fields above go.
-  return (
-    USTAR_TEMPLATE.sum +
-    byteSum(target, at, at + 108) +
-    byteSum(target, at + 124, at + 136) +
-    byteSum(target, at + 156, at + 257)
-  );
-}
-
-/** The header fields of an entry given as data. */
-interface HeaderFields {
-  path: string;
-  type: TarType;
-  mode: number;
-  size: number;
-  linkpath?: string;
-}
-
-function headerFieldsOf(entry: SnapshotTarEntry): HeaderFields {
-  if (entry.kind === 'directory') return { path: `${entry.path}/`, type: 'Directory', mode: 0o755, size: 0 };
-  if (entry.kind === 'symlink') {
-    if (entry.linkpath === undefined) throw new SnapshotNotArchivable(entry.path, 'symlink without a target');
-    return { path: entry.path, type: 'SymbolicLink', mode: 0o777, size: 0, linkpath: entry.linkpath };
-  }
-  return {
-    path: entry.path,
-    type: 'File',
-    mode: entry.executable ? 0o755 : 0o644,
-    size: entry.data?.length ?? 0,
-  };
-}
-
-/** A number as node-tar writes it: zero-padded octal, then a space and a NUL (just a NUL when it is full). */
-function writeOctal(target: Buffer, at: number, fieldSize: number, value: number): void {
-  const digits = Math.floor(value).toString(8);
-  const text = digits.length === fieldSize - 1 ? `${digits}\0` : `${digits.padStart(fieldSize - 2, '0')} \0`;
-  target.write(text, at, fieldSize, 'latin1');
-}
-
-function byteSum(bytes: Buffer, from: number, to: number): number {
-  let sum = 0;
-  for (let i = from; i < to; i++) sum += bytes[i] ?? 0;
-  return sum;
-}
-
-/** The header block of one entry by node-tar, preceded by a pax header when the fields do not fit ustar. */
-function tarHeader(
-  path: string,
-  type: TarType,
-  mode: number,
-  size: number,
-  mtime: Date,
-  linkpath?: string,
-): Buffer {
-  const header = new Header({ path, linkpath, mode, uid: 0, gid: 0, size, mtime, type });
-  // encode() reports whether some field (long or non-ASCII path, huge size) needs a pax record.
-  const needsPax = header.encode();
-  if (!header.block) throw new Error(`tar header for ${path} was not encoded`);
-  return needsPax
-    ? Buffer.concat([new Pax({ path, linkpath, size, mtime }).encode(), header.block])
-    : header.block;
-}
-
-/** Pax global header `comment=<commit id>`, the record `git archive` writes and `git get-tar-commit-id` reads. */
-function globalCommentHeader(commitId: string, mtime: Date): Buffer {
-  const body = Buffer.from(paxRecord('comment', commitId));
-  const header = new Header({
-    path: 'pax_global_header',
-    mode: 0o644,
-    uid: 0,
-    gid: 0,
-    size: body.length,
-    mtime,
-    type: 'GlobalExtendedHeader',
-  });
-  header.encode();
-  if (!header.block) throw new Error('pax global header was not encoded');
-  return Buffer.concat([header.block, body, Buffer.alloc((BLOCK - (body.length % BLOCK)) % BLOCK)]);
-}
-
-/** One pax record, `<length> <key>=<value>\n`, where the length counts its own digits. */
-function paxRecord(key: string, value: string): string {
-  const rest = ` ${key}=${value}\n`;
-  const restLength = Buffer.byteLength(rest);
-  let digits = String(restLength).length;
-  if (String(restLength + digits).length > digits) digits++;
-  return `${restLength + digits}${rest}`;
 }
