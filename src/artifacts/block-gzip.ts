@@ -13,7 +13,7 @@ import { constants as zlibConstants, crc32, deflateRaw } from 'node:zlib';
 export const DEFLATE_BLOCK_BYTES = 1024 * 1024;
 const DEFLATE_WINDOW_BYTES = 32 * 1024;
 /** Blocks compressed at once (on libuv's threadpool, four threads by default). */
-const DEFLATE_PARALLELISM = Math.min(Math.max(availableParallelism(), 2), 4);
+const DEFLATE_PARALLELISM = Math.min(Math.max(availableParallelism() * 2, 4), 8);
 /** An empty final deflate block with fixed codes: ends the stream after the last sync flush. */
 const DEFLATE_EMPTY_FINAL_BLOCK = Buffer.from([0x03, 0x00]);
 const GZIP_OS_UNIX = 3;

@@ -50,6 +50,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { batchBuffers, DEFLATE_BLOCK_BYTES, gzipInBlocks, type PooledBuffer } from './block-gzip.js';
 import {
   BLOCK,
+  fileContent,
   type EntryKind,
   globalCommentHeader,
   HeaderWriter,
@@ -170,7 +171,7 @@ export function tarEntryBytes(size: number): number {
 }
 
 /** Checks the options; the entries' time (whole seconds). */
-function entryTime(opts: ReproducibleTarballOptions): Date {
+export function entryTime(opts: ReproducibleTarballOptions): Date {
   if (Number.isNaN(opts.mtime.getTime())) throw new TypeError('mtime must be a valid date');
   if (opts.level !== undefined && !(Number.isInteger(opts.level) && opts.level >= 1 && opts.level <= 9)) {
     throw new TypeError('level must be an integer from 1 to 9');
@@ -205,7 +206,7 @@ async function* tarBlocksOfEntries(
   for await (const batch of batches) {
     for (const entry of batch) {
       headers.appendEntry(out, entry);
-      if (entry.kind === 'file' && entry.data) out.appendPadded(entry.data);
+      if (entry.kind === 'file') out.appendPadded(fileContent(entry));
     }
     for (const chunk of out.takeFull()) yield chunk;
   }
@@ -213,16 +214,21 @@ async function* tarBlocksOfEntries(
   for (const chunk of out.takeAll(true)) yield chunk;
 }
 
-/** gzip with the archive's fixed settings (see gzipInBlocks), size and SHA-256 taken on the way. */
+/** gzip with the archive's fixed settings (see block-gzip.ts), size and SHA-256 taken on the way. */
 function compressTar(
   blocks: AsyncIterable<Buffer>,
   { signal, level = TARBALL_GZIP_LEVEL }: ReproducibleTarballOptions,
 ): ReproducibleTarball {
+  return tarballOfGzip(gzipInBlocks(blocks, level), signal);
+}
+
+/** The archive as a stream of these gzip bytes, size and SHA-256 taken on the way. */
+export function tarballOfGzip(gzip: AsyncIterable<Buffer>, signal?: AbortSignal): ReproducibleTarball {
   const digesting = new DigestingStream();
   // pipeline destroys every stage when one fails or the reader destroys the last one, which also ends
   // the generators (closing any open file).
   const stream = pipeline(
-    Readable.from(gzipInBlocks(blocks, level), {
+    Readable.from(gzip, {
       objectMode: false,
       highWaterMark: COMPRESSED_HIGH_WATER_MARK,
     }),

@@ -8,6 +8,7 @@ import {
   type SnapshotCapture,
   type SnapshotTarEntry,
 } from './reproducible-tarball.js';
+import { createTarballOfImage, type TarImage } from './tar-image.js';
 
 /** The archive rows the archiver needs (implemented by ArchivesRepository). */
 export interface ArchiveRecords {
@@ -26,6 +27,8 @@ export interface RevisionToArchive {
   snapshotDir: string;
   /** The snapshot's entries in tree order, when they are not read from `snapshotDir`. */
   entries?: () => AsyncIterable<readonly SnapshotTarEntry[]>;
+  /** The snapshot's tar, when it is made already (then neither entries nor `snapshotDir` are read). */
+  image?: TarImage;
   /** Collects the entries read from `snapshotDir` (complete when the archive is stored, not when reused). */
   capture?: SnapshotCapture;
   commitTime: Date;
@@ -60,9 +63,11 @@ export class RevisionArchiver {
     }
     const key = archiveKey(this.prefix, r.tenantId, r.repositoryId, r.sha);
     const options = { mtime: r.commitTime, commitId: r.sha, signal: r.signal, level: this.gzipLevel };
-    const tarball = r.entries
-      ? createTarballOfEntries(r.entries(), options)
-      : createReproducibleTarball(r.snapshotDir, options, r.capture);
+    const tarball = r.image
+      ? createTarballOfImage(r.image, options)
+      : r.entries
+        ? createTarballOfEntries(r.entries(), options)
+        : createReproducibleTarball(r.snapshotDir, options, r.capture);
     const stored = await this.store.put(key, tarball.stream, {
       contentType: TARBALL_CONTENT_TYPE,
       signal: r.signal,

@@ -221,8 +221,14 @@ function headerFieldsOf(entry: SnapshotTarEntry): HeaderFields {
     path: entry.path,
     type: 'File',
     mode: entry.executable ? 0o755 : 0o644,
-    size: entry.data?.length ?? 0,
+    size: fileContent(entry).length,
   };
+}
+
+/** A file entry's content; one without any (as a TarImage keeps them) cannot be written from the entry. */
+export function fileContent(entry: SnapshotTarEntry): Buffer {
+  if (!entry.data) throw new SnapshotNotArchivable(entry.path, 'a file entry without its content');
+  return entry.data;
 }
 
 /** A number as node-tar writes it: zero-padded octal, then a space and a NUL (just a NUL when it is full). */

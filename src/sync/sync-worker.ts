@@ -74,7 +74,7 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger(SyncWorker.name);
   private worker?: Worker;
   private runner?: GitRunner;
-  private spawnHelper?: SpawnHelper;
+  private readonly spawnHelper: SpawnHelper;
   private synchronizer!: BranchSynchronizer;
   private mirror!: GitMirror;
   private slots!: TenantSlots;
@@ -97,21 +97,23 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
     @Inject(ARTIFACT_STORE) private readonly store: ArtifactStore,
   ) {
     const root = resolve(config.sync.workspaceDir);
+    // git and du start from a small helper process (started on first use): forking this one would stop
+    // its event loop each time, and make its next writes to every page fault.
+    this.spawnHelper = new SpawnHelper();
     this.workspaces = new WorkspaceCache({
       rootDir: root,
       maxBytes: config.sync.workspaceMaxBytes,
       log: (msg, fields) => this.logger.log(fields ?? {}, msg),
+      spawn: this.spawnHelper.spawn,
     });
   }
 
   async onApplicationBootstrap(): Promise<void> {
     const cfg = this.config.sync;
     await killOrphanedGit(resolve(cfg.workspaceDir), (msg, fields) => this.logger.warn(fields ?? {}, msg));
-    this.spawnHelper = new SpawnHelper();
     this.runner = new GitRunner({
       defaultTimeoutMs: cfg.gitTimeoutMs,
       askpassDir: resolve(cfg.workspaceDir, 'askpass'),
-      // git starts from a small helper process: forking this one would stop its event loop each time.
       spawn: this.spawnHelper.spawn,
     });
     this.mirror = new GitMirror({
@@ -194,7 +196,7 @@ export class SyncWorker implements OnApplicationBootstrap, OnModuleDestroy {
       }
     }
     this.runner?.terminateAll();
-    this.spawnHelper?.close();
+    this.spawnHelper.close();
   }
 
   private async process(job: Job, token?: string): Promise<void> {

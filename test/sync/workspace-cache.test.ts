@@ -11,6 +11,8 @@ import {
   markReady,
   snapshotKey,
 } from '../../src/sync/workspace/workspace-cache.js';
+import type { SpawnFunction } from '../../src/sync/git/git-runner.js';
+import { SpawnHelper } from '../../src/sync/git/spawn-helper.js';
 
 describe('WorkspaceCache', () => {
   let root: string;
@@ -235,6 +237,28 @@ describe('directorySize', () => {
       expect(difference).toBeGreaterThanOrEqual(0);
       expect(difference).toBeLessThanOrEqual(8192);
     } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('runs du through the spawn function it is given, as the worker does with its helper process', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'reposync-size-'));
+    const helper = new SpawnHelper();
+    const started: string[] = [];
+    const spawn: SpawnFunction = (command, args, options) => {
+      started.push([command, ...args].join(' '));
+      return helper.spawn(command, args, options);
+    };
+    try {
+      await writeFile(join(dir, 'a'), Buffer.alloc(10_000));
+      expect(await directorySize(dir, spawn)).toBe(await directorySize(dir));
+      expect(await directorySize(join(dir, 'missing'), spawn)).toBe(0);
+      expect(started).toEqual([`du -sk -- ${dir}`, `du -sk -- ${join(dir, 'missing')}`]);
+      // No du at all: the directory is walked instead.
+      const noDu: SpawnFunction = (_command, args, options) => helper.spawn('no-such-du', args, options);
+      expect(await directorySize(dir, noDu)).toBe(await walkDirectorySize(dir));
+    } finally {
+      helper.close();
       await rm(dir, { recursive: true, force: true });
     }
   });

@@ -3,7 +3,14 @@ import { chmod, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path';
 import type { SnapshotTarEntry } from '../../artifacts/reproducible-tarball.js';
 import { hasBlobContent, parseRawTreeDiff, type TreeChange } from '../git/tree-changes.js';
-import { applyTreeChanges, ArchiveBaseCache, ArchiveBaseMismatch, tarBytesOf } from './archive-base.js';
+import { buildTarImage, TarImageBuffers } from '../../artifacts/tar-image.js';
+import {
+  applyTreeChanges,
+  ArchiveBaseCache,
+  ArchiveBaseMismatch,
+  spliceTreeChanges,
+  tarBytesOf,
+} from './archive-base.js';
 import { ScratchGitRepo } from '../../../test/support/scratch-git-repo.js';
 
 /** What a path holds in a commit: a file (executable or not), a symlink, or a submodule (gitlink). */
@@ -265,9 +272,25 @@ describe('applyTreeChanges with real git trees', () => {
       it(`turns the entries of ${base} into those of ${target}`, () => {
         const baseEntries = entriesOf(commits[base]!);
         const expected = entriesOf(commits[target]!);
-        const result = applyTreeChanges(baseEntries, changesBetween(commits[base]!, commits[target]!));
+        const changes = changesBetween(commits[base]!, commits[target]!);
+        const result = applyTreeChanges(baseEntries, changes);
         expect(result.map(treeOrderKey)).toEqual(expected.map(treeOrderKey));
         expect(result).toStrictEqual(expected);
+        // Each entry copied from the base says where it was there, in order; the others are new.
+        const spliced = spliceTreeChanges(baseEntries, changes);
+        expect(spliced.entries).toStrictEqual(result);
+        expect(Array.from(spliced.sources).filter((s) => s < 0).length).toBeLessThanOrEqual(changes.length);
+        let previous = -1;
+        spliced.entries.forEach((entry, i) => {
+          const source = spliced.sources[i]!;
+          if (source >= 0) {
+            expect(entry).toBe(baseEntries[source]);
+            expect(source).toBeGreaterThan(previous);
+            previous = source;
+          } else {
+            expect(baseEntries).not.toContain(entry);
+          }
+        });
       });
     }
   }
@@ -454,7 +477,7 @@ describe('ArchiveBaseCache', () => {
     const cache = new ArchiveBaseCache(1_000_000);
     const entries = entriesNamed('one');
     cache.set('branch-1', 'sha-1', entries);
-    expect(cache.get('branch-1', 'sha-1')).toBe(entries);
+    expect(cache.get('branch-1', 'sha-1')?.entries).toBe(entries);
     expect(cache.get('branch-1', 'sha-2')).toBeNull();
     expect(cache.get('branch-2', 'sha-1')).toBeNull();
     expect(cache.size).toBe(tarBytesOf(entries));
@@ -468,10 +491,10 @@ describe('ArchiveBaseCache', () => {
     cache.set('branch-1', 'sha-1', first);
     cache.set('branch-1', 'sha-2', second);
     expect(cache.get('branch-1', 'sha-1')).toBeNull();
-    expect(cache.get('branch-1', 'sha-2')).toBe(second);
+    expect(cache.get('branch-1', 'sha-2')?.entries).toBe(second);
     expect(cache.size).toBe(tarBytesOf(second));
     cache.set('branch-1', 'sha-2', first, 100);
-    expect(cache.get('branch-1', 'sha-2')).toBe(first);
+    expect(cache.get('branch-1', 'sha-2')?.entries).toBe(first);
     expect(cache.size).toBe(100);
   });
 
@@ -490,7 +513,7 @@ describe('ArchiveBaseCache', () => {
     cache.set('b3', 's3', kept.b3, 1000);
     expect(cache.size).toBe(3000);
     // b1 used: b2 is now the least recently used.
-    expect(cache.get('b1', 's1')).toBe(kept.b1);
+    expect(cache.get('b1', 's1')?.entries).toBe(kept.b1);
     // A miss (another sha) does not count as a use.
     expect(cache.get('b2', 'other')).toBeNull();
     cache.set('b4', 's4', kept.b4, 1000);
@@ -500,8 +523,8 @@ describe('ArchiveBaseCache', () => {
     cache.set('b5', 's5', kept.b5, 1500);
     expect(cache.get('b3', 's3')).toBeNull();
     expect(cache.get('b1', 's1')).toBeNull();
-    expect(cache.get('b4', 's4')).toBe(kept.b4);
-    expect(cache.get('b5', 's5')).toBe(kept.b5);
+    expect(cache.get('b4', 's4')?.entries).toBe(kept.b4);
+    expect(cache.get('b5', 's5')?.entries).toBe(kept.b5);
     expect(cache.size).toBe(2500);
   });
 
@@ -511,7 +534,7 @@ describe('ArchiveBaseCache', () => {
     cache.set('small', 's', small, 1000);
     cache.set('huge', 'h', entriesNamed('huge'), 3001);
     expect(cache.get('huge', 'h')).toBeNull();
-    expect(cache.get('small', 's')).toBe(small);
+    expect(cache.get('small', 's')?.entries).toBe(small);
     expect(cache.size).toBe(1000);
 
     // Too large for the cache: the branch's previous entries go too (they are not the last archive's).
@@ -522,7 +545,7 @@ describe('ArchiveBaseCache', () => {
 
     const exact = entriesNamed('exact');
     cache.set('exact', 'e', exact, 3000);
-    expect(cache.get('exact', 'e')).toBe(exact);
+    expect(cache.get('exact', 'e')?.entries).toBe(exact);
     expect(cache.size).toBe(3000);
   });
 
@@ -541,12 +564,47 @@ describe('ArchiveBaseCache', () => {
     expect(cache.maxBytes).toBe(10_000);
   });
 
+  it('holds the images it keeps, lends them held, and releases them when they go', async () => {
+    const pool = new TarImageBuffers(1_000_000);
+    const imageOf = (name: string) => buildTarImage(entriesNamed(name), { mtime: new Date(0) }, pool);
+    const one = await imageOf('one');
+    const two = await imageOf('two');
+    const cache = new ArchiveBaseCache(one.heldBytes + two.heldBytes);
+    cache.setImage('b1', 's1', one);
+    expect(cache.size).toBe(one.heldBytes);
+    const lent = cache.get('b1', 's1');
+    expect(lent?.image).toBe(one);
+    expect(lent?.entries).toBe(one.entries);
+    // Replaced: the cache lets go of it, the borrower still has it until it releases it.
+    cache.setImage('b1', 's2', two);
+    expect(cache.size).toBe(two.heldBytes);
+    expect(one.bytes.length).toBeGreaterThan(0);
+    lent!.image!.release();
+    expect(() => one.bytes).toThrow(/after its last release/);
+    // Evicted beyond maxBytes, or deleted: released.
+    const three = await imageOf('three');
+    const four = await imageOf('four');
+    cache.setImage('b3', 's3', three);
+    cache.setImage('b4', 's4', four);
+    expect(() => two.bytes).toThrow(/after its last release/);
+    cache.delete('b3');
+    expect(() => three.bytes).toThrow(/after its last release/);
+    expect(cache.size).toBe(four.heldBytes);
+    // Too large to keep at all: released at once.
+    const small = new ArchiveBaseCache(10);
+    const five = await imageOf('five');
+    small.setImage('b5', 's5', five);
+    expect(small.get('b5', 's5')).toBeNull();
+    expect(() => five.bytes).toThrow(/after its last release/);
+    expect(cache.get('b4', 's4')?.image).toBe(four);
+  });
+
   it('measures real archive entries by their tar size', () => {
     const cache = new ArchiveBaseCache(10_000_000);
     const entries = entriesOf(commits.A!);
     cache.set('main', commits.A!, entries);
     expect(cache.size).toBe(tarBytesOf(entries));
-    expect(cache.get('main', commits.A!)).toBe(entries);
+    expect(cache.get('main', commits.A!)?.entries).toBe(entries);
     expect(cache.get('main', commits.B!)).toBeNull();
   });
 });

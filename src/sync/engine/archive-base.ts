@@ -7,9 +7,13 @@
  * archive was written from) and the changes are git's between the two commits. Changes that do not fit
  * the entries (a path to change that is missing, one to add that is there) mean the entries are not that
  * tree: the result is refused and the archive is made from the snapshot instead.
+ *
+ * Once an archive has been made this way, its tar is kept too (a TarImage): the next one copies the
+ * unchanged entries' bytes from it instead of writing them again.
  */
 import { isUtf8 } from 'node:buffer';
 import { tarEntryBytes, treeOrderKey, type SnapshotTarEntry } from '../../artifacts/reproducible-tarball.js';
+import { type TarImage, TarImageBuffers } from '../../artifacts/tar-image.js';
 import type { TreeChange } from '../git/tree-changes.js';
 
 /** The changes do not apply to the entries: they are not the tree the changes start from. */
@@ -81,6 +85,17 @@ export function applyTreeChanges(
   base: readonly SnapshotTarEntry[],
   changes: readonly TreeChange[],
 ): SnapshotTarEntry[] {
+  return spliceTreeChanges(base, changes).entries;
+}
+
+/**
+ * applyTreeChanges, also telling for each new entry the index of the same entry in `base`, or -1 for an
+ * entry the changes put in.
+ */
+export function spliceTreeChanges(
+  base: readonly SnapshotTarEntry[],
+  changes: readonly TreeChange[],
+): { entries: SnapshotTarEntry[]; sources: Int32Array } {
   // Old side: the key that must be in base and go. New side: the entry to put in, and whether it replaces
   // an entry with the same key (a modification) or takes a free one.
   const removals = new Set<string>();
@@ -110,9 +125,16 @@ export function applyTreeChanges(
   for (const key of new Set([...removals, ...puts.keys()])) edits.push({ at: lowerBound(base, key), key });
   edits.sort((a, b) => a.at - b.at || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   const result: SnapshotTarEntry[] = [];
+  const sources: number[] = [];
   let copied = 0;
+  const copyTo = (end: number): void => {
+    for (; copied < end; copied++) {
+      result.push(base[copied]!);
+      sources.push(copied);
+    }
+  };
   for (const { at, key } of edits) {
-    for (; copied < at; copied++) result.push(base[copied]!);
+    copyTo(at);
     const present = copied < base.length && keyOf(base[copied]!) === key;
     const removed = removals.has(key);
     const put = puts.get(key);
@@ -122,36 +144,48 @@ export function applyTreeChanges(
     } else if (present) {
       throw new ArchiveBaseMismatch(`${JSON.stringify(key)} is already in the previous revision`);
     }
-    if (put) result.push(put.entry);
+    if (put) {
+      result.push(put.entry);
+      sources.push(-1);
+    }
   }
-  for (; copied < base.length; copied++) result.push(base[copied]!);
-  return result;
+  copyTo(base.length);
+  return { entries: result, sources: Int32Array.from(sources) };
 }
 
-/** The entries of one branch's last archive. */
+/** What is kept of one branch's last archive: its entries, and its tar when it was made from entries. */
 export interface ArchiveBase {
-  sha: string;
   entries: readonly SnapshotTarEntry[];
+  /** Held for whoever got it from the cache, who must release it. */
+  image: TarImage | null;
 }
 
 /**
- * Entries of the last archive per branch, least recently used dropped first beyond `maxBytes` (their tar
- * size). One sync runs per branch at a time, so a branch's entry is never written twice at once.
+ * The last archive per branch, least recently used dropped first beyond `maxBytes` (the tar's size, or the
+ * image's memory when the tar is kept). One sync runs per branch at a time, so a branch's entry is never
+ * written twice at once. Spare image buffers (`buffers`) take up to half of `maxBytes` more.
  */
 export class ArchiveBaseCache {
-  private readonly bases = new Map<string, ArchiveBase & { bytes: number }>();
+  private readonly bases = new Map<
+    string,
+    { sha: string; entries: readonly SnapshotTarEntry[]; image: TarImage | null; bytes: number }
+  >();
   private bytes = 0;
+  /** Buffers for the images of this cache. */
+  readonly buffers: TarImageBuffers;
 
-  constructor(readonly maxBytes: number) {}
+  constructor(readonly maxBytes: number) {
+    this.buffers = new TarImageBuffers(Math.floor(maxBytes / 2));
+  }
 
-  /** The entries of `sha`'s archive for the branch, when they are the ones kept. */
-  get(branchId: string, sha: string): readonly SnapshotTarEntry[] | null {
+  /** The last archive of the branch when it is `sha`'s; its image is held for the caller. */
+  get(branchId: string, sha: string): ArchiveBase | null {
     const base = this.bases.get(branchId);
     if (base?.sha !== sha) return null;
     // Most recently used last.
     this.bases.delete(branchId);
     this.bases.set(branchId, base);
-    return base.entries;
+    return { entries: base.entries, image: base.image?.retain() ?? null };
   }
 
   /** Keeps the entries of `sha`'s archive for the branch (replacing the branch's previous ones). */
@@ -161,26 +195,46 @@ export class ArchiveBaseCache {
     entries: readonly SnapshotTarEntry[],
     bytes = tarBytesOf(entries),
   ): void {
-    this.delete(branchId);
-    if (bytes > this.maxBytes) return;
-    this.bases.set(branchId, { sha, entries, bytes });
-    this.bytes += bytes;
-    for (const [id, base] of this.bases) {
-      if (this.bytes <= this.maxBytes) break;
-      this.bases.delete(id);
-      this.bytes -= base.bytes;
-    }
+    this.keep(branchId, { sha, entries, image: null, bytes });
+  }
+
+  /** Keeps the image of `sha`'s archive for the branch, which the cache now holds (the caller's hold). */
+  setImage(branchId: string, sha: string, image: TarImage): void {
+    this.keep(branchId, { sha, entries: image.entries, image, bytes: image.heldBytes });
   }
 
   delete(branchId: string): void {
     const base = this.bases.get(branchId);
     if (!base) return;
     this.bases.delete(branchId);
-    this.bytes -= base.bytes;
+    this.drop(base);
   }
 
   /** Bytes held (tar size of the entries kept). */
   get size(): number {
     return this.bytes;
+  }
+
+  private keep(
+    branchId: string,
+    base: { sha: string; entries: readonly SnapshotTarEntry[]; image: TarImage | null; bytes: number },
+  ): void {
+    this.delete(branchId);
+    if (base.bytes > this.maxBytes) {
+      base.image?.release();
+      return;
+    }
+    this.bases.set(branchId, base);
+    this.bytes += base.bytes;
+    for (const [id, oldest] of this.bases) {
+      if (this.bytes <= this.maxBytes) break;
+      this.bases.delete(id);
+      this.drop(oldest);
+    }
+  }
+
+  private drop(base: { image: TarImage | null; bytes: number }): void {
+    this.bytes -= base.bytes;
+    base.image?.release();
   }
 }

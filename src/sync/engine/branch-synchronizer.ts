@@ -13,12 +13,17 @@ import type {
 } from './sync-types.js';
 import { settleAll } from '../settle-all.js';
 import { SnapshotCapture, type SnapshotTarEntry } from '../../artifacts/reproducible-tarball.js';
-import { applyTreeChanges, ArchiveBaseMismatch, type ArchiveBaseCache } from './archive-base.js';
+import { buildTarImage, type TarImage, TarImageUnusable } from '../../artifacts/tar-image.js';
+import {
+  type ArchiveBase,
+  ArchiveBaseMismatch,
+  type ArchiveBaseCache,
+  spliceTreeChanges,
+} from './archive-base.js';
 import { TreeChangesUnreadable } from '../git/tree-changes.js';
 
 /** More changed paths than this between two revisions: the archive is made from the snapshot. */
 const ARCHIVE_BASE_MAX_CHANGES = 50_000;
-const ARCHIVE_BATCH_ENTRIES = 1000;
 
 /** What the archive step reports. */
 type ArchivedRevision = { archive: { sizeBytes: number }; reused: boolean };
@@ -38,6 +43,8 @@ export interface RevisionArchiving {
     snapshotDir: string;
     /** The snapshot's entries in tree order, when they are not read from `snapshotDir`. */
     entries?: () => AsyncIterable<readonly SnapshotTarEntry[]>;
+    /** The snapshot's tar, when it is made already (then neither entries nor `snapshotDir` are read). */
+    image?: TarImage;
     /** Collects the entries read from `snapshotDir`, when the archive is written (not reused). */
     capture?: SnapshotCapture;
     commitTime: Date;
@@ -293,12 +300,14 @@ export class BranchSynchronizer {
     };
     // Set once the lease is handed to the step after the branch is recorded, which releases it.
     let handedOver = false;
+    // The synced revision's archive as kept in memory (its image held until this attempt ends).
+    let base: ArchiveBase | null = null;
     try {
       const snapshotDir = lease.snapshotDir(branch.name);
       const plan = this.plan(repo, lease);
       // With the entries of the synced revision's archive at hand, the next archive is made from them and
       // git's changes: this sync does not read the snapshot, which is updated once the branch is recorded.
-      const base =
+      base =
         this.archiver && plan.strategy === 'fetch' && branch.syncedSha
           ? (this.archiveBases?.get(branch.branchId, branch.syncedSha) ?? null)
           : null;
@@ -437,6 +446,7 @@ export class BranchSynchronizer {
         afterRecorded: () => this.afterRecorded(branch, lease, sha, made.snapshotUpdated, timed, credentials),
       };
     } finally {
+      base?.image?.release();
       await inspected();
       if (!handedOver) await lease.release();
     }
@@ -451,7 +461,7 @@ export class BranchSynchronizer {
     branch: ClaimedBranch,
     lease: WorkspaceLease,
     sha: string,
-    base: readonly SnapshotTarEntry[] | null,
+    base: ArchiveBase | null,
     inspection: Promise<SnapshotInspection> | null,
     timed: <T>(phase: string, step: () => Promise<T>) => Promise<T>,
     credentials: () => Promise<GitCredentials | undefined>,
@@ -535,7 +545,7 @@ export class BranchSynchronizer {
    */
   private async archiveFromBase(
     branch: ClaimedBranch,
-    base: readonly SnapshotTarEntry[],
+    base: ArchiveBase,
     fromSha: string,
     sha: string,
     lease: WorkspaceLease,
@@ -544,8 +554,8 @@ export class BranchSynchronizer {
     const archiver = this.archiver;
     const bases = this.archiveBases;
     if (!archiver || !bases) return null;
-    let entries: SnapshotTarEntry[];
     let changes: TreeChanges | null;
+    let image: TarImage;
     try {
       changes = await this.mirror.treeChanges(
         lease.gitDir,
@@ -555,9 +565,21 @@ export class BranchSynchronizer {
         await credentials(),
       );
       if (changes === null) return null;
-      entries = applyTreeChanges(base, changes.changes);
+      const spliced = spliceTreeChanges(base.entries, changes.changes);
+      // With the previous tar at hand, the unchanged entries are copied from it.
+      image = await buildTarImage(
+        spliced.entries,
+        { mtime: changes.commitTime, commitId: sha },
+        bases.buffers,
+        base.image ? { image: base.image, sources: spliced.sources } : undefined,
+      );
     } catch (e) {
-      if (!(e instanceof ArchiveBaseMismatch || e instanceof TreeChangesUnreadable || e instanceof GitError))
+      if (!(
+        e instanceof ArchiveBaseMismatch ||
+        e instanceof TarImageUnusable ||
+        e instanceof TreeChangesUnreadable ||
+        e instanceof GitError
+      ))
         throw e;
       // Not this branch's tree after all, or git could not tell: the snapshot is archived instead.
       bases.delete(branch.branchId);
@@ -567,17 +589,23 @@ export class BranchSynchronizer {
       });
       return null;
     }
-    const archived = await archiver.archive({
-      tenantId: branch.tenantId,
-      repositoryId: branch.repository.id,
-      branchId: branch.branchId,
-      sha,
-      // Not read: the entries are the snapshot.
-      snapshotDir: lease.snapshotDir(branch.name),
-      entries: () => inBatches(entries),
-      commitTime: changes.commitTime,
-    });
-    bases.set(branch.branchId, sha, entries);
+    let archived: ArchivedRevision;
+    try {
+      archived = await archiver.archive({
+        tenantId: branch.tenantId,
+        repositoryId: branch.repository.id,
+        branchId: branch.branchId,
+        sha,
+        // Not read: the image is the snapshot.
+        snapshotDir: lease.snapshotDir(branch.name),
+        image,
+        commitTime: changes.commitTime,
+      });
+    } catch (e) {
+      image.release();
+      throw e;
+    }
+    bases.setImage(branch.branchId, sha, image);
     return {
       ...archived,
       changedPaths: changes.changes.length,
@@ -709,13 +737,6 @@ export class BranchSynchronizer {
       return { strategy: 'clone', reason: 'the repository forces a full clone' };
     if (!lease.ready) return { strategy: 'clone', reason: 'no cached clone on this worker' };
     return { strategy: 'fetch', reason: 'cached clone present' };
-  }
-}
-
-/** The entries in batches, as the archiver reads them. */
-async function* inBatches(entries: readonly SnapshotTarEntry[]): AsyncGenerator<SnapshotTarEntry[]> {
-  for (let at = 0; at < entries.length; at += ARCHIVE_BATCH_ENTRIES) {
-    yield entries.slice(at, at + ARCHIVE_BATCH_ENTRIES);
   }
 }
 

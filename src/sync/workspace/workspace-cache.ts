@@ -13,10 +13,11 @@
  * lock can only be the leftover of a git killed by a timeout or a crash. Two processes sharing a rootDir
  * would corrupt each other's clones; give each worker its own directory.
  */
-import { execFile, type ExecFileException } from 'node:child_process';
+import { spawn as nodeSpawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { SpawnFunction } from '../git/git-runner.js';
 
 /** Written into a git dir only after a clone completed; a workspace without it is wiped on acquire. */
 export const READY_MARKER = '.reposync-ready';
@@ -30,6 +31,8 @@ export interface WorkspaceCacheOptions {
   /** Total size the cache tries to stay under by evicting least-recently-used workspaces. */
   maxBytes: number;
   log?: WorkspaceLog;
+  /** Starts `du` (the worker's spawn helper: forking the worker itself costs its event loop). */
+  spawn?: SpawnFunction;
 }
 
 /** Exclusive use of one repository's workspace until release() is called. */
@@ -82,6 +85,7 @@ export class WorkspaceCache {
   private readonly trashDir: string;
   private readonly maxBytes: number;
   private readonly log: WorkspaceLog;
+  private readonly spawn: SpawnFunction;
   private readonly mutex = new KeyedMutex();
   private readonly entries = new Map<string, CacheEntry>();
   private loaded: Promise<void> | undefined;
@@ -94,6 +98,7 @@ export class WorkspaceCache {
     this.trashDir = join(options.rootDir, 'trash');
     this.maxBytes = options.maxBytes;
     this.log = options.log ?? (() => undefined);
+    this.spawn = options.spawn ?? nodeSpawn;
   }
 
   /** Waits for exclusive use of a repository's workspace, repairing leftovers of interrupted runs. */
@@ -219,7 +224,7 @@ export class WorkspaceCache {
       }
       let bytes: number;
       try {
-        bytes = await directorySize(this.repositoryDir(repositoryId));
+        bytes = await directorySize(this.repositoryDir(repositoryId), this.spawn);
       } catch (error) {
         this.log('workspace size unknown', { repositoryId, error: String(error) });
         continue;
@@ -306,7 +311,7 @@ export class WorkspaceCache {
       const dir = this.repositoryDir(name);
       try {
         const marker = await stat(join(dir, USED_MARKER)).catch(() => stat(dir));
-        const bytes = await directorySize(dir);
+        const bytes = await directorySize(dir, this.spawn);
         // A lease taken meanwhile has the fresher figures.
         if (!this.entries.has(name)) {
           this.entries.set(name, {
@@ -427,8 +432,8 @@ export function snapshotKey(branch: string): string {
  * the tree, where a walk in this process costs the event loop a stat call per file (20,000 for a large
  * snapshot, about a second of main-thread time). Walked here only when there is no `du`.
  */
-export async function directorySize(dir: string): Promise<number> {
-  const { stdout, error } = await runDu(dir);
+export async function directorySize(dir: string, spawn: SpawnFunction = nodeSpawn): Promise<number> {
+  const { stdout, error } = await runDu(dir, spawn);
   if (error?.code === 'ENOENT') return walkDirectorySize(dir);
   // du also exits 1 when a file vanished during its walk, still printing the total.
   const kib = duTotal(stdout);
@@ -438,11 +443,27 @@ export async function directorySize(dir: string): Promise<number> {
 }
 
 /** `du -sk <dir>`: what it printed, and how it failed (no `du`: code ENOENT; an exit status: a number). */
-function runDu(dir: string): Promise<{ stdout: string; error: ExecFileException | null }> {
+function runDu(
+  dir: string,
+  spawn: SpawnFunction,
+): Promise<{ stdout: string; error: (Error & { code?: string | number }) | null }> {
   return new Promise((resolve) => {
-    execFile('du', ['-sk', '--', dir], { maxBuffer: 1024 * 1024 }, (error, stdout) =>
-      resolve({ stdout, error }),
-    );
+    const stdout: Buffer[] = [];
+    try {
+      const child = spawn('du', ['-sk', '--', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
+      child.stderr?.resume();
+      child.once('error', (error) => resolve({ stdout: '', error }));
+      child.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
+        const failed = code === 0 ? null : new Error(`du exited with ${code ?? signal}`);
+        resolve({
+          stdout: Buffer.concat(stdout).toString('utf8'),
+          error: failed && Object.assign(failed, { code: code ?? undefined }),
+        });
+      });
+    } catch (error) {
+      resolve({ stdout: '', error: error instanceof Error ? error : new Error(String(error)) });
+    }
   });
 }
 
