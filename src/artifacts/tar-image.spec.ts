@@ -152,6 +152,35 @@ describe('TarImage', () => {
     image.release();
   });
 
+  it('copies large runs in parts and stays exact', async () => {
+    const MiB = 1024 * 1024;
+    const pool = new TarImageBuffers(256 * MiB);
+    const tree: SnapshotTarEntry[] = [
+      { path: 'a', kind: 'file', data: Buffer.from('a\n') },
+      { path: 'big1', kind: 'file', data: Buffer.alloc(9 * MiB, 1) },
+      { path: 'big2', kind: 'file', data: Buffer.alloc(9 * MiB, 2) },
+      { path: 'huge', kind: 'file', data: Buffer.alloc(17 * MiB, 3) },
+      { path: 'z', kind: 'file', data: Buffer.from('z\n') },
+    ];
+    const contents = new Map(tree.map((e) => [e.path, e.data]));
+    const first = await buildTarImage(tree, { mtime: new Date(T0) }, pool);
+    const next = first.entries.map((e) => (e.path === 'z' ? { ...e, data: Buffer.from('z2\n') } : e));
+    contents.set('z', Buffer.from('z2\n'));
+    const mtime = new Date(T0 + 1000);
+    const built = await buildTarImage(next, { mtime }, pool, {
+      image: first,
+      sources: sourcesIn(first, next),
+    });
+    const full = next.map((e) => ({ ...e, data: contents.get(e.path) }));
+    async function* once(): AsyncGenerator<readonly SnapshotTarEntry[]> {
+      yield full;
+    }
+    const expected = gunzipSync(await collect(createTarballOfEntries(once(), { mtime, level: 1 }).stream));
+    expect(built.bytes.equals(expected)).toBe(true);
+    first.release();
+    built.release();
+  });
+
   it('keeps only the contents a header written by node-tar needs', async () => {
     const pool = new TarImageBuffers(64 * 1024 * 1024);
     const image = await buildTarImage(firstTree(), { mtime: new Date(T0) }, pool);

@@ -34,6 +34,8 @@ import {
 const SLICE_MS = 5;
 /** Entries written between two looks at the clock. */
 const ENTRIES_PER_CLOCK_CHECK = 512;
+/** Bytes copied from the previous image at once, at most (but always one whole entry). */
+const RUN_MAX_BYTES = 16 * 1024 * 1024;
 const END_OF_ARCHIVE_BYTES = 2 * BLOCK;
 const PAGE_BYTES = 4096;
 /** A spare buffer may be this much larger than asked for (or twice as large) and still be taken. */
@@ -214,7 +216,12 @@ export async function buildTarImage(
       if (s >= 0) {
         // A run of entries that follow each other in the previous image: one copy, then each stamped.
         let last = i;
-        while (last + 1 < entries.length && source(last + 1) === s + (last + 1 - i)) last++;
+        while (
+          last + 1 < entries.length &&
+          source(last + 1) === s + (last + 1 - i) &&
+          previousStarts![s + (last + 1 - i) + 1]! - previousStarts![s]! <= RUN_MAX_BYTES
+        )
+          last++;
         const from = previousStarts![s]!;
         const to = previousStarts![s + last - i + 1]!;
         previous!.bytes.copy(buffer, at, from, to);
@@ -226,7 +233,8 @@ export async function buildTarImage(
           headers.stamp(buffer, start, sum);
           kept[k] = entries[k]!;
         }
-        sinceClockCheck += last + 1 - i;
+        // A run takes its copy's time whatever its number of entries: the clock is looked at next.
+        sinceClockCheck = ENTRIES_PER_CLOCK_CHECK;
         at += to - from;
         i = last + 1;
         continue;
