@@ -173,6 +173,49 @@ describe('GitMirror', () => {
     expect((await mirror.treeChanges(gitDir, second, first, limits))?.parents).toEqual([]);
   });
 
+  it('starts tree changes before the commit they go to is fetched, and stops them when it is refused', async () => {
+    const repo = await server.createRepository('mirror/tree-changes-ahead');
+    const first = await repo.commit({ 'a.txt': 'a1', 'keep/b.txt': 'b' });
+    const { gitDir } = workspace();
+    await mirror.clone(repo.url, gitDir, 'main');
+    const limits = { maxChanges: 100, maxBytes: 1024 };
+
+    let give!: (sha: string) => void;
+    const ahead = mirror.treeChanges(
+      gitDir,
+      first,
+      new Promise<string>((resolve) => (give = resolve)),
+      limits,
+    );
+    // Both git processes wait for the commit while the fetch brings it.
+    for (let i = 0; i < 200 && runner.runningCount < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(runner.runningCount).toBe(2);
+    const second = await repo.commit({ 'a.txt': 'a2', 'new/c.txt': 'c' });
+    const fetched = await mirror.fetch(gitDir, repo.url, 'main');
+    expect(fetched.sha).toBe(second);
+    give(fetched.sha);
+    const result = await ahead;
+    expect(result?.changes.map((c) => [c.status, c.path, c.data?.toString('utf8') ?? null])).toEqual([
+      ['M', 'a.txt', 'a2'],
+      ['A', 'new', null],
+      ['A', 'new/c.txt', 'c'],
+    ]);
+    expect(result).toEqual(await mirror.treeChanges(gitDir, first, second, limits));
+
+    // Refused, or not a commit id: git is stopped with that error and nothing is left running.
+    const refused = mirror.treeChanges(
+      gitDir,
+      first,
+      Promise.reject(new Error('no commit after all')),
+      limits,
+    );
+    await expect(refused).rejects.toThrow('no commit after all');
+    await expect(mirror.treeChanges(gitDir, first, Promise.resolve('HEAD'), limits)).rejects.toThrow(
+      /not a full commit SHA/,
+    );
+    expect(runner.runningCount).toBe(0);
+  });
+
   it('repacks once a clone holds more packs than git gc --auto allows, and not before', async () => {
     const repo = await server.createRepository('mirror/gc');
     await repo.commit({ 'f.txt': '0' });

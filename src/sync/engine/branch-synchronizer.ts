@@ -1,4 +1,10 @@
-import type { FetchResult, GitMirror, SnapshotInspection, TreeChanges } from '../git/git-mirror.js';
+import {
+  type FetchResult,
+  type GitMirror,
+  type SnapshotInspection,
+  type TreeChanges,
+  TreeChangesNotNeeded,
+} from '../git/git-mirror.js';
 import type { GitCredentials } from '../git/git-runner.js';
 import { GitError, GitRemoteRefNotFoundError, isRetryableGitError } from '../git/git-errors.js';
 import type { GraphIndexing } from '../graph-indexing.js';
@@ -295,8 +301,12 @@ export class BranchSynchronizer {
     // The snapshot's in-place checks, started beside the fetch; settled before the clone is reset or the
     // lease ends, so no git runs in a workspace that is going away.
     let inspection: Promise<SnapshotInspection> | null = null;
-    const inspected = async (): Promise<void> => {
+    // git's changes from the synced commit to the fetched one, started with the fetch when the archive is
+    // made from the last one's; stopped, like the inspection, before the clone is reset or the lease ends.
+    let changesAhead: TreeChangesAhead | null = null;
+    const settleBesideFetch = async (): Promise<void> => {
       await inspection?.catch(() => undefined);
+      await changesAhead?.stop();
     };
     // Set once the lease is handed to the step after the branch is recorded, which releases it.
     let handedOver = false;
@@ -324,11 +334,20 @@ export class BranchSynchronizer {
           inspection = timed('inspect', () => this.mirror.inspectSnapshot(lease.gitDir, snapshotDir));
           inspection.catch(() => undefined);
         }
+        if (base !== null && this.archiveBases) {
+          changesAhead = this.startTreeChanges(
+            lease.gitDir,
+            branch.syncedSha!,
+            this.archiveBases,
+            credentials,
+          );
+        }
         const cached = await this.fetchIntoCache(lease, repo, branch.name, timed, credentials);
         if (cached === 'unusable') {
           // A broken cached clone must not fail the sync: start over from a fresh clone.
-          await inspected();
+          await settleBesideFetch();
           inspection = null;
+          changesAhead = null;
           await lease.reset();
           strategy = 'clone';
           reason = 'the cached clone was unusable';
@@ -375,8 +394,9 @@ export class BranchSynchronizer {
             this.mirror.fetch(lease.gitDir, repo.cloneUrl, branch.name, await credentials()),
           );
         } else {
-          await inspected();
+          await settleBesideFetch();
           inspection = null;
+          changesAhead = null;
           if (lease.ready) await lease.reset();
           fetched = await timed('clone', async () =>
             this.mirror.clone(repo.cloneUrl, lease.gitDir, branch.name, await credentials()),
@@ -415,7 +435,15 @@ export class BranchSynchronizer {
               }),
             )
           : Promise.resolve<GraphStep>({ status: 'disabled', commits: 0, indexedSha: null }),
-        this.archiveRevision(branch, lease, sha, fromBase ? base : null, inspection, timed, credentials),
+        this.archiveRevision(
+          branch,
+          lease,
+          sha,
+          fromBase ? { base: base!, changes: changesAhead?.changesTo(sha) ?? null } : null,
+          inspection,
+          timed,
+          credentials,
+        ),
       ]);
       // The inspection, if any, was settled by the checkout.
       inspection = null;
@@ -447,21 +475,22 @@ export class BranchSynchronizer {
       };
     } finally {
       base?.image?.release();
-      await inspected();
+      await settleBesideFetch();
       if (!handedOver) await lease.release();
     }
   }
 
   /**
-   * The archive of `sha`, made from `base` (the synced revision's entries) and git's changes when given
-   * and they fit, otherwise from the snapshot once it is updated to `sha`; and the number of paths that
-   * changed. `snapshotUpdated` is false when the snapshot was not needed and still holds the old revision.
+   * The archive of `sha`, made from `from.base` (the synced revision's archive) and git's changes (`from.changes`
+   * when they were started already) when given and they fit, otherwise from the snapshot once it is updated
+   * to `sha`; and the number of paths that changed. `snapshotUpdated` is false when the snapshot was not
+   * needed and still holds the old revision.
    */
   private async archiveRevision(
     branch: ClaimedBranch,
     lease: WorkspaceLease,
     sha: string,
-    base: ArchiveBase | null,
+    from: { base: ArchiveBase; changes: Promise<TreeChanges | null> | null } | null,
     inspection: Promise<SnapshotInspection> | null,
     timed: <T>(phase: string, step: () => Promise<T>) => Promise<T>,
     credentials: () => Promise<GitCredentials | undefined>,
@@ -472,9 +501,9 @@ export class BranchSynchronizer {
     /** The new commit's parents, when they were read on the way. */
     parents: string[] | null;
   }> {
-    const fromBase = base
+    const fromBase = from
       ? await timed('archive', () =>
-          this.archiveFromBase(branch, base, branch.syncedSha!, sha, lease, credentials),
+          this.archiveFromBase(branch, from.base, from.changes, branch.syncedSha!, sha, lease, credentials),
         )
       : null;
     if (fromBase) {
@@ -539,6 +568,34 @@ export class BranchSynchronizer {
   }
 
   /**
+   * git's changes from `fromSha` to a commit a fetch is about to bring: the processes start now and read
+   * the commit once it is given, so after the fetch only their work is left to wait for.
+   */
+  private startTreeChanges(
+    gitDir: string,
+    fromSha: string,
+    bases: ArchiveBaseCache,
+    credentials: () => Promise<GitCredentials | undefined>,
+  ): TreeChangesAhead {
+    let target!: { resolve: (sha: string) => void; reject: (reason: Error) => void };
+    const to = new Promise<string>((resolve, reject) => (target = { resolve, reject }));
+    const changes = (async () =>
+      this.mirror.treeChanges(gitDir, fromSha, to, treeChangeLimits(bases), await credentials()))();
+    // Awaited by whoever takes them, or by stop().
+    changes.catch(() => undefined);
+    return {
+      changesTo: (sha) => {
+        target.resolve(sha);
+        return changes;
+      },
+      stop: async () => {
+        target.reject(new TreeChangesNotNeeded());
+        await changes.catch(() => undefined);
+      },
+    };
+  }
+
+  /**
    * The archive of `sha` made from the entries of the synced revision's archive and git's changes between
    * the two commits; null when the changes are too large to hold or do not fit the entries (the archive is
    * then made from the snapshot). Keeps the new entries for the next revision.
@@ -546,6 +603,7 @@ export class BranchSynchronizer {
   private async archiveFromBase(
     branch: ClaimedBranch,
     base: ArchiveBase,
+    changesAhead: Promise<TreeChanges | null> | null,
     fromSha: string,
     sha: string,
     lease: WorkspaceLease,
@@ -557,13 +615,8 @@ export class BranchSynchronizer {
     let changes: TreeChanges | null;
     let image: TarImage;
     try {
-      changes = await this.mirror.treeChanges(
-        lease.gitDir,
-        fromSha,
-        sha,
-        { maxChanges: ARCHIVE_BASE_MAX_CHANGES, maxBytes: bases.maxBytes },
-        await credentials(),
-      );
+      changes = await (changesAhead ??
+        this.mirror.treeChanges(lease.gitDir, fromSha, sha, treeChangeLimits(bases), await credentials()));
       if (changes === null) return null;
       const spliced = spliceTreeChanges(base.entries, changes.changes);
       // With the previous tar at hand, the unchanged entries are copied from it.
@@ -738,6 +791,19 @@ export class BranchSynchronizer {
     if (!lease.ready) return { strategy: 'clone', reason: 'no cached clone on this worker' };
     return { strategy: 'fetch', reason: 'cached clone present' };
   }
+}
+
+/** git's changes started before the commit they go to is known (see startTreeChanges). */
+interface TreeChangesAhead {
+  /** The changes to `sha`, the fetched commit. */
+  changesTo(sha: string): Promise<TreeChanges | null>;
+  /** Not needed after all: git is stopped (no-op once changesTo was called), and waited for. */
+  stop(): Promise<void>;
+}
+
+/** What an archive made from the last one can take: beyond it, the snapshot is archived instead. */
+function treeChangeLimits(bases: ArchiveBaseCache): { maxChanges: number; maxBytes: number } {
+  return { maxChanges: ARCHIVE_BASE_MAX_CHANGES, maxBytes: bases.maxBytes };
 }
 
 /** Git failures that mean the local clone is damaged rather than the remote refusing us. */

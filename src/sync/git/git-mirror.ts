@@ -429,50 +429,75 @@ export class GitMirror {
    * What changed from `from`'s tree to `to`'s (directories included), with the new content of every added
    * or changed file and symlink; null when that is more than `limits` allow. A blob the clone lacks (a
    * change back to content an older commit had) is fetched from the promisor remote, hence credentials.
+   *
+   * `to` may be a commit still to come (a fetch under way): git starts at once and reads it when it
+   * settles, so only the work itself is left to wait for then. A rejected `to` stops git with that error.
    */
   async treeChanges(
     gitDir: string,
     from: string,
-    to: string,
+    to: string | Promise<string>,
     limits: TreeChangeLimits,
     credentials?: GitCredentials,
   ): Promise<TreeChanges | null> {
     assertObjectId(from);
-    assertObjectId(to);
+    const early = typeof to !== 'string';
+    const target = Promise.resolve(to).then((sha) => {
+      assertObjectId(sha);
+      return sha;
+    });
+    // Settled below, or git was stopped with its error.
+    target.catch(() => undefined);
+    // Started before `to` is known, git waits for it besides its own work.
+    const waited = (timeoutMs: number | undefined): number | undefined =>
+      early && timeoutMs !== undefined && this.timeouts.fetchMs !== undefined
+        ? timeoutMs + this.timeouts.fetchMs
+        : timeoutMs;
     // cat-file starts beside diff-tree and gets its input once the changes are known: one git start less
     // to wait for. The commit itself comes first in its batch, for its committer time and parents.
-    let input!: { give: (ids: string[]) => void; cancel: () => void };
+    let input!: { give: (ids: string[]) => void; cancel: (reason: unknown) => void };
     const batchInput = new Promise<string>((resolve, reject) => {
       input = {
-        give: (ids) => resolve(`${[to, ...ids].join('\n')}\n`),
-        cancel: () => reject(new TreeChangesNotNeeded()),
+        give: (ids) => resolve(`${ids.join('\n')}\n`),
+        cancel: reject,
       };
     });
     const batch = this.collectOutput(
       ['--git-dir', gitDir, 'cat-file', '--batch'],
       // Each answer's header and newline come on top of the content; a commit is a few KiB.
       limits.maxBytes + limits.maxChanges * 100 + 1024 * 1024,
-      { credentials, timeoutMs: this.timeouts.checkoutMs, stdin: batchInput },
+      { credentials, timeoutMs: waited(this.timeouts.checkoutMs), stdin: batchInput },
     );
     // Settled here or by the caller of cancel(): never left unhandled.
     batch.catch(() => undefined);
     let listed: ListedTreeChanges | null = null;
     try {
-      listed = await this.listTreeChanges(gitDir, from, to, limits.maxChanges);
+      listed = await this.listTreeChanges(
+        gitDir,
+        from,
+        target,
+        limits.maxChanges,
+        waited(this.timeouts.localMs),
+      );
+    } catch (error) {
+      // diff-tree failed, or `to` was refused: cat-file is stopped with the same error.
+      input.cancel(error);
+      throw error;
     } finally {
-      // Not needed after all (diff-tree failed or found too many changes): cat-file is stopped.
+      // Not needed after all (too many changes, or the error above): cat-file is stopped first.
       if (listed === null) {
-        input.cancel();
+        input.cancel(new TreeChangesNotNeeded());
         await batch.catch(() => undefined);
       }
     }
     if (listed === null) return null;
     const { changes, withContent, ids } = listed;
-    input.give(ids);
+    const sha = await target;
+    input.give([sha, ...ids]);
     const output = await batch;
     if (output === null) return null;
-    const contents = parseCatFileBatch(output, ids, to);
-    const commit = contents.get(to)!;
+    const contents = parseCatFileBatch(output, ids, sha);
+    const commit = contents.get(sha)!;
     let bytes = 0;
     for (const change of withContent) {
       change.data = contents.get(change.newId)!;
@@ -481,21 +506,36 @@ export class GitMirror {
     if (bytes > limits.maxBytes) return null;
     // As changedPathCount counts them (`diff-tree -r`): no directories.
     const filesChanged = changes.filter((c) => c.oldMode !== '040000' && c.newMode !== '040000').length;
-    return { changes, filesChanged, commitTime: committerTime(commit, to), parents: commitParents(commit) };
+    return { changes, filesChanged, commitTime: committerTime(commit, sha), parents: commitParents(commit) };
   }
 
   /** diff-tree's changes between two commits, and the blobs to read; null beyond `maxChanges`. */
   private async listTreeChanges(
     gitDir: string,
     from: string,
-    to: string,
+    to: Promise<string>,
     maxChanges: number,
+    timeoutMs: number | undefined,
   ): Promise<ListedTreeChanges | null> {
-    // A raw record is under 200 bytes plus its path, which git caps at 4096.
+    // `<to> <from>` on stdin: the commit `to` with `from` as its only parent, compared with it (the same
+    // records as `diff-tree <from> <to>`), read when `to` is known; --no-commit-id leaves out its id line.
     const diff = await this.collectOutput(
-      ['--git-dir', gitDir, 'diff-tree', '-r', '-t', '-z', '--raw', '--no-renames', '--no-abbrev', from, to],
+      [
+        '--git-dir',
+        gitDir,
+        'diff-tree',
+        '--stdin',
+        '--no-commit-id',
+        '-r',
+        '-t',
+        '-z',
+        '--raw',
+        '--no-renames',
+        '--no-abbrev',
+      ],
+      // A raw record is under 200 bytes plus its path, which git caps at 4096.
       maxChanges * 4400,
-      this.localOptions(),
+      { timeoutMs, stdin: to.then((sha) => `${sha} ${from}\n`) },
     );
     if (diff === null) return null;
     const changes = parseRawTreeDiff(diff);
@@ -677,8 +717,8 @@ interface ListedTreeChanges {
   ids: string[];
 }
 
-/** cat-file's input was not needed after all (diff-tree failed or found too many changes). */
-class TreeChangesNotNeeded extends Error {
+/** git's changes were not needed after all (too many, diff-tree failed, or the fetch brought no commit to go to). */
+export class TreeChangesNotNeeded extends Error {
   constructor() {
     super('the tree changes were not needed');
     this.name = 'TreeChangesNotNeeded';
