@@ -579,6 +579,8 @@ export class BranchSynchronizer {
   ): TreeChangesAhead {
     let target!: { resolve: (sha: string) => void; reject: (reason: Error) => void };
     const to = new Promise<string>((resolve, reject) => (target = { resolve, reject }));
+    // Refused before git was started (the credentials still to come): nobody else may be listening yet.
+    to.catch(() => undefined);
     const changes = (async () =>
       this.mirror.treeChanges(gitDir, fromSha, to, treeChangeLimits(bases), await credentials()))();
     // Awaited by whoever takes them, or by stop().
