@@ -156,6 +156,9 @@ export class GitRunner {
     const secrets = opts.credentials ? [opts.credentials.password] : [];
     if (opts.credentials) assertSafeCredentials(opts.credentials);
     const command = subcommandOf(args);
+    // Input refused while git is still being set up is handled once git runs (it is killed with that
+    // error); until then it must not count as an unhandled rejection.
+    if (opts.stdin instanceof Promise) opts.stdin.catch(() => undefined);
     if (opts.signal?.aborted) throw new GitAbortedError(`git ${command}: aborted before start`);
     const env = await this.childEnv(opts);
     const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs;
