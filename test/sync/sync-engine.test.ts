@@ -287,7 +287,7 @@ describe('sync engine (real Postgres, Redis, git over smart HTTP)', () => {
       await h.waitForBranch(repo.id, 'main', second);
       const runs = await h.runs(branch.id);
       expect(runs[1]).toMatchObject({ status: 'SUCCEEDED', strategy: 'fetch', toSha: second });
-      expect(runs[1]!.strategyReason).toMatch(/from the previous archive and \d+ changed paths/);
+      expect(runs[1]!.strategyReason).toMatch(/from the previous archive's entries and \d+ changed paths/);
       // SYNCED, and the snapshot still holds the first commit: its update is what is left of the job.
       expect(await remote.diffAgainstDirectory(first, h.snapshotDir(repo.id, 'main'))).toEqual([]);
 

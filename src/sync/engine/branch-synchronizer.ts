@@ -452,10 +452,7 @@ export class BranchSynchronizer {
       if (!fastForward)
         reason = `${reason}; force-push: ${branch.syncedSha!.slice(0, 12)} is not an ancestor`;
       if (made.archived) {
-        const source =
-          made.archived.changedPaths === null
-            ? ''
-            : `, from the previous archive and ${made.archived.changedPaths} changed paths`;
+        const source = made.archived.source === null ? '' : `, ${made.archived.source}`;
         reason = `${reason}; archive ${made.archived.reused ? 'reused' : 'stored'} (${made.archived.archive.sizeBytes} bytes${source})`;
       }
       handedOver = true;
@@ -495,7 +492,8 @@ export class BranchSynchronizer {
     timed: <T>(phase: string, step: () => Promise<T>) => Promise<T>,
     credentials: () => Promise<GitCredentials | undefined>,
   ): Promise<{
-    archived: (ArchivedRevision & { changedPaths: number | null }) | null;
+    /** `source`: how it was made when not from the snapshot (for the run's reason). */
+    archived: (ArchivedRevision & { source: string | null }) | null;
     filesChanged: number;
     snapshotUpdated: boolean;
     /** The new commit's parents, when they were read on the way. */
@@ -610,7 +608,7 @@ export class BranchSynchronizer {
     sha: string,
     lease: WorkspaceLease,
     credentials: () => Promise<GitCredentials | undefined>,
-  ): Promise<(ArchivedRevision & { changedPaths: number; filesChanged: number; parents: string[] }) | null> {
+  ): Promise<(ArchivedRevision & { source: string; filesChanged: number; parents: string[] }) | null> {
     const archiver = this.archiver;
     const bases = this.archiveBases;
     if (!archiver || !bases) return null;
@@ -663,7 +661,7 @@ export class BranchSynchronizer {
     bases.setImage(branch.branchId, sha, image);
     return {
       ...archived,
-      changedPaths: changes.changes.length,
+      source: `from the previous archive's ${base.image ? 'tar' : 'entries'} and ${changes.changes.length} changed paths`,
       filesChanged: changes.filesChanged,
       parents: changes.parents,
     };
@@ -676,7 +674,7 @@ export class BranchSynchronizer {
     sha: string,
     snapshotDir: string,
     commitTime: Date,
-  ): Promise<ArchivedRevision & { changedPaths: null }> {
+  ): Promise<ArchivedRevision & { source: null }> {
     const capture = this.archiveBases ? new SnapshotCapture(this.archiveBases.maxBytes) : undefined;
     const archived = await archiver.archive({
       tenantId: branch.tenantId,
@@ -690,7 +688,7 @@ export class BranchSynchronizer {
     const captured = archived.reused ? null : capture?.result();
     if (captured) this.archiveBases?.set(branch.branchId, sha, captured.entries, captured.bytes);
     else this.archiveBases?.delete(branch.branchId);
-    return { ...archived, changedPaths: null };
+    return { ...archived, source: null };
   }
 
   /**
