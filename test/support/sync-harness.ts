@@ -160,14 +160,31 @@ export class SyncHarness {
     sha: string | null,
     timeoutMs = 30_000,
   ): Promise<BranchRow> {
-    return this.waitFor(
-      `branch ${name} SYNCED at ${sha}`,
-      async () => {
-        const b = (await this.branches(repositoryId)).find((x) => x.name === name);
-        return b && b.status === 'SYNCED' && b.syncedSha === sha && !b.dirty ? b : undefined;
-      },
-      timeoutMs,
-    );
+    let seen: BranchRow | undefined;
+    try {
+      return await this.waitFor(
+        `branch ${name} SYNCED at ${sha}`,
+        async () => {
+          seen = (await this.branches(repositoryId)).find((x) => x.name === name);
+          return seen && seen.status === 'SYNCED' && seen.syncedSha === sha && !seen.dirty ? seen : undefined;
+        },
+        timeoutMs,
+      );
+    } catch (error) {
+      // What the branch and its runs said last, so a timeout can be told apart from a failure.
+      if (!seen) throw error;
+      const runs = (await this.runs(seen.id).catch(() => []))
+        .slice(-5)
+        .map((r) =>
+          `${r.status} ${r.strategy ?? '-'} ${r.toSha?.slice(0, 12) ?? '-'} ${r.errorCode ?? ''}`.trim(),
+        );
+      const { status, syncedSha, dirty, lastErrorCode } = seen;
+      const state = JSON.stringify({ status, syncedSha, dirty, lastErrorCode });
+      throw new Error(
+        `${(error as Error).message}; branch ${state}; last runs: ${runs.join(' | ') || 'none'}`,
+        { cause: error },
+      );
+    }
   }
 
   async stop(): Promise<void> {
