@@ -4,13 +4,7 @@ import { dirname, join } from 'node:path';
 import type { SnapshotTarEntry } from '../../artifacts/reproducible-tarball.js';
 import { hasBlobContent, parseRawTreeDiff, type TreeChange } from '../git/tree-changes.js';
 import { buildTarImage, TarImageBuffers } from '../../artifacts/tar-image.js';
-import {
-  applyTreeChanges,
-  ArchiveBaseCache,
-  ArchiveBaseMismatch,
-  spliceTreeChanges,
-  tarBytesOf,
-} from './archive-base.js';
+import { ArchiveBaseCache, ArchiveBaseMismatch, spliceTreeChanges, tarBytesOf } from './archive-base.js';
 import { ScratchGitRepo } from '../../../test/support/scratch-git-repo.js';
 
 /** What a path holds in a commit: a file (executable or not), a symlink, or a submodule (gitlink). */
@@ -210,7 +204,7 @@ afterAll(async () => {
   await scratch?.remove();
 });
 
-describe('applyTreeChanges with real git trees', () => {
+describe('spliceTreeChanges with real git trees', () => {
   it('builds commits whose trees hold what the cases need', () => {
     const statuses = (from: string, to: string): string[] =>
       changesBetween(commits[from]!, commits[to]!).map(
@@ -273,12 +267,10 @@ describe('applyTreeChanges with real git trees', () => {
         const baseEntries = entriesOf(commits[base]!);
         const expected = entriesOf(commits[target]!);
         const changes = changesBetween(commits[base]!, commits[target]!);
-        const result = applyTreeChanges(baseEntries, changes);
-        expect(result.map(treeOrderKey)).toEqual(expected.map(treeOrderKey));
-        expect(result).toStrictEqual(expected);
-        // Each entry copied from the base says where it was there, in order; the others are new.
         const spliced = spliceTreeChanges(baseEntries, changes);
-        expect(spliced.entries).toStrictEqual(result);
+        expect(spliced.entries.map(treeOrderKey)).toEqual(expected.map(treeOrderKey));
+        expect(spliced.entries).toStrictEqual(expected);
+        // Each entry copied from the base says where it was there, in order; the others are new.
         expect(Array.from(spliced.sources).filter((s) => s < 0).length).toBeLessThanOrEqual(changes.length);
         let previous = -1;
         spliced.entries.forEach((entry, i) => {
@@ -313,22 +305,22 @@ describe('applyTreeChanges with real git trees', () => {
   it('does not change the base it is given', () => {
     const base = entriesOf(commits.A!);
     const copy = entriesOf(commits.A!);
-    applyTreeChanges(base, changesBetween(commits.A!, commits.B!));
+    spliceTreeChanges(base, changesBetween(commits.A!, commits.B!));
     expect(base).toStrictEqual(copy);
   });
 
   it('refuses changes made for another tree', () => {
-    expect(() => applyTreeChanges(entriesOf(commits.B!), changesBetween(commits.A!, commits.B!))).toThrow(
+    expect(() => spliceTreeChanges(entriesOf(commits.B!), changesBetween(commits.A!, commits.B!))).toThrow(
       ArchiveBaseMismatch,
     );
-    expect(() => applyTreeChanges(entriesOf(commits.A!), changesBetween(commits.B!, commits.C!))).toThrow(
+    expect(() => spliceTreeChanges(entriesOf(commits.A!), changesBetween(commits.B!, commits.C!))).toThrow(
       ArchiveBaseMismatch,
     );
-    expect(() => applyTreeChanges([], changesBetween(commits.A!, commits.B!))).toThrow(ArchiveBaseMismatch);
+    expect(() => spliceTreeChanges([], changesBetween(commits.A!, commits.B!))).toThrow(ArchiveBaseMismatch);
   });
 });
 
-describe('applyTreeChanges with changes made by hand', () => {
+describe('spliceTreeChanges with changes made by hand', () => {
   const ID = 'e'.repeat(40);
   const ZERO = '0'.repeat(40);
   const base: SnapshotTarEntry[] = [
@@ -347,64 +339,64 @@ describe('applyTreeChanges with changes made by hand', () => {
   });
 
   it('refuses to modify a path that is not in the base', () => {
-    expect(() => applyTreeChanges(base, [change({ status: 'M', path: 'nope' })])).toThrow(
+    expect(() => spliceTreeChanges(base, [change({ status: 'M', path: 'nope' })])).toThrow(
       ArchiveBaseMismatch,
     );
     // A directory is not a file of the same name.
-    expect(() => applyTreeChanges(base, [change({ status: 'M', path: 'd' })])).toThrow(ArchiveBaseMismatch);
+    expect(() => spliceTreeChanges(base, [change({ status: 'M', path: 'd' })])).toThrow(ArchiveBaseMismatch);
   });
 
   it('refuses to add a path that is already in the base', () => {
-    expect(() => applyTreeChanges(base, [change({ status: 'A', path: 'm', oldMode: '000000' })])).toThrow(
+    expect(() => spliceTreeChanges(base, [change({ status: 'A', path: 'm', oldMode: '000000' })])).toThrow(
       ArchiveBaseMismatch,
     );
     expect(() =>
-      applyTreeChanges(base, [change({ status: 'A', path: 'd', oldMode: '000000', newMode: '040000' })]),
+      spliceTreeChanges(base, [change({ status: 'A', path: 'd', oldMode: '000000', newMode: '040000' })]),
     ).toThrow(ArchiveBaseMismatch);
   });
 
   it('refuses to delete a path that is not in the base', () => {
     const deletion = { oldMode: '100644', newMode: '000000', newId: ZERO, data: undefined };
-    expect(() => applyTreeChanges(base, [change({ status: 'D', path: 'nope', ...deletion })])).toThrow(
+    expect(() => spliceTreeChanges(base, [change({ status: 'D', path: 'nope', ...deletion })])).toThrow(
       ArchiveBaseMismatch,
     );
     // The directory `d` is there, a file `d` is not.
-    expect(() => applyTreeChanges(base, [change({ status: 'D', path: 'd', ...deletion })])).toThrow(
+    expect(() => spliceTreeChanges(base, [change({ status: 'D', path: 'd', ...deletion })])).toThrow(
       ArchiveBaseMismatch,
     );
     expect(() =>
-      applyTreeChanges(base, [change({ status: 'D', path: 'm', ...deletion, oldMode: '040000' })]),
+      spliceTreeChanges(base, [change({ status: 'D', path: 'm', ...deletion, oldMode: '040000' })]),
     ).toThrow(ArchiveBaseMismatch);
   });
 
   it('refuses a symlink whose target is not UTF-8', () => {
     const notUtf8 = Buffer.from([0x74, 0xff, 0xfe]);
     expect(() =>
-      applyTreeChanges(base, [
+      spliceTreeChanges(base, [
         change({ status: 'A', path: 'new-link', oldMode: '000000', newMode: '120000', data: notUtf8 }),
       ]),
     ).toThrow(ArchiveBaseMismatch);
     expect(() =>
-      applyTreeChanges(base, [
+      spliceTreeChanges(base, [
         change({ status: 'M', path: 'l', oldMode: '120000', newMode: '120000', data: notUtf8 }),
       ]),
     ).toThrow(ArchiveBaseMismatch);
     expect(() =>
-      applyTreeChanges(base, [
+      spliceTreeChanges(base, [
         change({ status: 'T', path: 'm', oldMode: '100755', newMode: '120000', data: notUtf8 }),
       ]),
     ).toThrow(ArchiveBaseMismatch);
   });
 
   it('refuses a file or symlink without content, and unknown modes', () => {
-    expect(() => applyTreeChanges(base, [change({ status: 'M', path: 'm', data: undefined })])).toThrow(
+    expect(() => spliceTreeChanges(base, [change({ status: 'M', path: 'm', data: undefined })])).toThrow(
       ArchiveBaseMismatch,
     );
     expect(() =>
-      applyTreeChanges(base, [change({ status: 'A', path: 'x', oldMode: '000000', newMode: '100664' })]),
+      spliceTreeChanges(base, [change({ status: 'A', path: 'x', oldMode: '000000', newMode: '100664' })]),
     ).toThrow(ArchiveBaseMismatch);
     expect(() =>
-      applyTreeChanges(base, [change({ status: 'M', path: 'l', oldMode: '120000', newMode: '100644' })]),
+      spliceTreeChanges(base, [change({ status: 'M', path: 'l', oldMode: '120000', newMode: '100644' })]),
     ).toThrow(ArchiveBaseMismatch);
   });
 
@@ -423,18 +415,18 @@ describe('applyTreeChanges with changes made by hand', () => {
       newMode: '160000',
       data: undefined,
     });
-    expect(applyTreeChanges(base, [treeChange])).toStrictEqual(base);
-    expect(applyTreeChanges(base, [gitlinkChange])).toStrictEqual(base);
-    expect(applyTreeChanges(base, [treeChange, gitlinkChange])).toStrictEqual(base);
+    expect(spliceTreeChanges(base, [treeChange]).entries).toStrictEqual(base);
+    expect(spliceTreeChanges(base, [gitlinkChange]).entries).toStrictEqual(base);
+    expect(spliceTreeChanges(base, [treeChange, gitlinkChange]).entries).toStrictEqual(base);
   });
 
   it('applies a modification, an addition and a deletion', () => {
-    const result = applyTreeChanges(base, [
+    const result = spliceTreeChanges(base, [
       change({ status: 'M', path: 'm', oldMode: '100755', newMode: '100644', data: Buffer.from('m2\n') }),
       change({ status: 'A', path: 'c', oldMode: '000000', newMode: '100755', data: Buffer.from('c\n') }),
       change({ status: 'A', path: 'l2', oldMode: '000000', newMode: '120000', data: Buffer.from('m') }),
       change({ status: 'D', path: 'l', oldMode: '120000', newMode: '000000', newId: ZERO, data: undefined }),
-    ]);
+    ]).entries;
     expect(result).toStrictEqual([
       { path: 'c', kind: 'file', executable: true, data: Buffer.from('c\n') },
       base[0],

@@ -78,19 +78,9 @@ function lowerBound(entries: readonly SnapshotTarEntry[], key: string): number {
 }
 
 /**
- * The entries of the new tree: `base` (tree order) with `changes` applied. Throws ArchiveBaseMismatch when
+ * The entries of the new tree: `base` (tree order) with `changes` applied, and for each new entry the
+ * index of the same entry in `base`, or -1 for an entry the changes put in. Throws ArchiveBaseMismatch when
  * a change does not fit `base`.
- */
-export function applyTreeChanges(
-  base: readonly SnapshotTarEntry[],
-  changes: readonly TreeChange[],
-): SnapshotTarEntry[] {
-  return spliceTreeChanges(base, changes).entries;
-}
-
-/**
- * applyTreeChanges, also telling for each new entry the index of the same entry in `base`, or -1 for an
- * entry the changes put in.
  */
 export function spliceTreeChanges(
   base: readonly SnapshotTarEntry[],
