@@ -170,12 +170,17 @@ export function tarEntryBytes(size: number): number {
   return BLOCK + Math.ceil(size / BLOCK) * BLOCK;
 }
 
+/** Refuses a zlib level outside 1 to 9. */
+export function assertGzipLevel(level: number): void {
+  if (!(Number.isInteger(level) && level >= 1 && level <= 9)) {
+    throw new TypeError('level must be an integer from 1 to 9');
+  }
+}
+
 /** Checks the options; the entries' time (whole seconds). */
 export function entryTime(opts: ReproducibleTarballOptions): Date {
   if (Number.isNaN(opts.mtime.getTime())) throw new TypeError('mtime must be a valid date');
-  if (opts.level !== undefined && !(Number.isInteger(opts.level) && opts.level >= 1 && opts.level <= 9)) {
-    throw new TypeError('level must be an integer from 1 to 9');
-  }
+  if (opts.level !== undefined) assertGzipLevel(opts.level);
   if (opts.commitId !== undefined && !COMMIT_ID.test(opts.commitId)) {
     throw new TypeError('commitId must be a lowercase 40 or 64 hex SHA');
   }

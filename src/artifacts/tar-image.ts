@@ -14,6 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { gzipOfBuffer } from './block-gzip.js';
 import {
+  assertGzipLevel,
   entryTime,
   type ReproducibleTarball,
   type ReproducibleTarballOptions,
@@ -290,9 +291,7 @@ export function createTarballOfImage(
   image: TarImage,
   { signal, level = TARBALL_GZIP_LEVEL }: Pick<ReproducibleTarballOptions, 'signal' | 'level'>,
 ): ReproducibleTarball {
-  if (!(Number.isInteger(level) && level >= 1 && level <= 9)) {
-    throw new TypeError('level must be an integer from 1 to 9');
-  }
+  assertGzipLevel(level);
   const held = image.retain();
   async function* gzip(): AsyncGenerator<Buffer> {
     try {
